@@ -1,0 +1,352 @@
+/*
+ * maildir: unique names, Maildir++ creation and crash-safe delivery.  See
+ * maildir.h for the on-disk contract.
+ */
+#include "maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define MAILFILE_BUF_SIZE 65536
+
+const char *const maildir_default_folders[] = {
+	".Sent", ".Drafts", ".Trash", ".Junk", ".Archive", NULL
+};
+
+void maildir_path(const char *mail_dir, const char *mailbox_address,
+		  struct str *out)
+{
+	const char *at = strrchr(mailbox_address, '@');
+	str_append(out, mail_dir);
+	str_append_c(out, '/');
+	if (at == NULL) {
+		str_append(out, mailbox_address);
+		return;
+	}
+	str_append(out, at + 1);
+	str_append_c(out, '/');
+	str_append_n(out, mailbox_address, (size_t)(at - mailbox_address));
+}
+
+/* This host's name made safe for a Maildir file name: '/' and ':' are
+ * written as octal escapes, as the specification says. */
+static const char *maildir_hostname(void)
+{
+	static char host[256];
+	if (host[0] != '\0')
+		return host;
+	char raw[128];
+	if (gethostname(raw, sizeof raw) != 0)
+		strcpy(raw, "localhost");
+	raw[sizeof raw - 1] = '\0';
+	size_t o = 0;
+	for (const char *p = raw; *p != '\0' && o + 5 < sizeof host; p++) {
+		if (*p == '/' || *p == ':' || *p == ',')
+			o += (size_t)snprintf(host + o, sizeof host - o,
+					      "\\%03o", (unsigned char)*p);
+		else
+			host[o++] = *p;
+	}
+	host[o] = '\0';
+	return host;
+}
+
+void maildir_unique_name(struct str *out)
+{
+	static unsigned counter;
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	str_printf(out, "%lld.M%06ldP%ldQ%u.%s", (long long)tv.tv_sec,
+		   (long)tv.tv_usec, (long)getpid(), ++counter,
+		   maildir_hostname());
+}
+
+static int mkdir_owned(const char *path, uid_t uid, gid_t gid)
+{
+	if (mkdir(path, 0700) != 0) {
+		if (errno != EEXIST)
+			return -1;
+		struct stat st;
+		if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			errno = ENOTDIR;
+			return -1;
+		}
+		return 0;
+	}
+	if (uid != (uid_t)-1 && chown(path, uid, gid) != 0)
+		return -1;
+	return 0;
+}
+
+/* path/cur, path/new, path/tmp (path itself must exist). */
+static int maildir_make_subdirs(const char *path, uid_t uid, gid_t gid)
+{
+	static const char *const sub[] = { "cur", "new", "tmp" };
+	struct str p = STR_INIT;
+	int ret = 0;
+	for (size_t i = 0; i < 3 && ret == 0; i++) {
+		str_clear(&p);
+		str_printf(&p, "%s/%s", path, sub[i]);
+		ret = mkdir_owned(str_c(&p), uid, gid);
+	}
+	str_free(&p);
+	return ret;
+}
+
+static int maildir_make_folder(const char *path, const char *folder,
+			       uid_t uid, gid_t gid)
+{
+	struct str p = STR_INIT;
+	str_printf(&p, "%s/%s", path, folder);
+	int ret = mkdir_owned(str_c(&p), uid, gid);
+	if (ret == 0)
+		ret = maildir_make_subdirs(str_c(&p), uid, gid);
+	if (ret == 0) {
+		/* Maildir++ marks folders with an empty maildirfolder file. */
+		str_append(&p, "/maildirfolder");
+		int fd = open(str_c(&p), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			ret = -1;
+		else if (uid != (uid_t)-1 && fchown(fd, uid, gid) != 0)
+			ret = -1;
+		if (fd >= 0)
+			close(fd);
+	}
+	str_free(&p);
+	return ret;
+}
+
+int maildir_create(const char *path, uid_t uid, gid_t gid)
+{
+	/* Create missing parents too (the domain's directory). */
+	struct str p = STR_INIT;
+	str_append(&p, path);
+	int ret = 0;
+	for (char *s = p.data + 1; ret == 0 && (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		ret = mkdir_owned(p.data, uid, gid);
+		*s = '/';
+	}
+	if (ret == 0)
+		ret = mkdir_owned(path, uid, gid);
+	if (ret == 0)
+		ret = maildir_make_subdirs(path, uid, gid);
+	for (size_t i = 0; ret == 0 && maildir_default_folders[i]; i++)
+		ret = maildir_make_folder(path, maildir_default_folders[i], uid,
+					  gid);
+	str_free(&p);
+	return ret;
+}
+
+static void mailfile_reset(struct mailfile *f)
+{
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+}
+
+int mailfile_open(struct mailfile *f, const char *maildir)
+{
+	mailfile_reset(f);
+	struct str p = STR_INIT;
+	str_printf(&p, "%s/tmp", maildir);
+	/* Unnamed until delivered: a crash or kill leaves nothing behind. */
+	f->fd = open(str_c(&p), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
+			  errno == EINVAL)) {
+		str_append_c(&p, '/');
+		maildir_unique_name(&p);
+		f->fd = open(str_c(&p), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			     0600);
+		if (f->fd >= 0)
+			f->tmp_path = xstrdup(str_c(&p));
+	}
+	str_free(&p);
+	if (f->fd < 0)
+		return -1;
+	f->maildir = xstrdup(maildir);
+	f->buf = xmalloc(MAILFILE_BUF_SIZE);
+	return 0;
+}
+
+static void mailfile_flush(struct mailfile *f)
+{
+	size_t done = 0;
+	while (f->error == 0 && done < f->buf_len) {
+		ssize_t n = write(f->fd, f->buf + done, f->buf_len - done);
+		if (n > 0)
+			done += (size_t)n;
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else
+			f->error = n < 0 ? errno : EIO;
+	}
+	f->buf_len = 0;
+}
+
+void mailfile_write(struct mailfile *f, const void *data, size_t len)
+{
+	const char *p = data;
+	for (const char *nl = p; (nl = memchr(nl, '\n', len - (size_t)(nl - p)));
+	     nl++)
+		f->newlines++;
+	f->size += len;
+	while (len > 0 && f->error == 0) {
+		if (f->buf_len == MAILFILE_BUF_SIZE)
+			mailfile_flush(f);
+		size_t n = MAILFILE_BUF_SIZE - f->buf_len;
+		if (n > len)
+			n = len;
+		memcpy(f->buf + f->buf_len, p, n);
+		f->buf_len += n;
+		p += n;
+		len -= n;
+	}
+}
+
+int mailfile_finish(struct mailfile *f)
+{
+	mailfile_flush(f);
+	if (f->error == 0 && fsync(f->fd) != 0)
+		f->error = errno;
+	if (f->error != 0) {
+		errno = f->error;
+		return -1;
+	}
+	return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int ret = fsync(fd);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return ret;
+}
+
+/* Copy the finished file into maildir/tmp/, fsync it and rename it to
+ * target: for a Maildir on another file system than the first one. */
+static int mailfile_copy_to(struct mailfile *f, const char *maildir,
+			    const char *name, const char *target)
+{
+	struct str tmp = STR_INIT;
+	str_printf(&tmp, "%s/tmp/%s", maildir, name);
+	int out = open(str_c(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		       0600);
+	int ret = -1;
+	if (out >= 0) {
+		off_t off = 0;
+		ret = 0;
+		while (ret == 0 && (uint64_t)off < f->size) {
+			ssize_t n = copy_file_range(f->fd, &off, out, NULL,
+						    (size_t)(f->size - (uint64_t)off), 0);
+			if (n <= 0)
+				ret = -1;
+		}
+		if (ret == 0)
+			ret = fsync(out);
+		close(out);
+		if (ret == 0)
+			ret = rename(str_c(&tmp), target);
+		if (ret != 0) {
+			int saved = errno;
+			unlink(str_c(&tmp));
+			errno = saved;
+		}
+	}
+	str_free(&tmp);
+	return ret;
+}
+
+static int mailfile_link_to(struct mailfile *f, const char *target)
+{
+	if (f->tmp_path != NULL)
+		return link(f->tmp_path, target);
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, target, AT_SYMLINK_FOLLOW);
+}
+
+int mailfile_deliver(struct mailfile *f, const char *maildir, struct str *name)
+{
+	struct str base = STR_INIT, target = STR_INIT;
+	int ret;
+	do {
+		str_clear(&base);
+		maildir_unique_name(&base);
+		str_printf(&base, ",S=%" PRIu64 ",W=%" PRIu64, f->size,
+			   f->size + f->newlines);
+		str_clear(&target);
+		str_printf(&target, "%s/new/%s", maildir, str_c(&base));
+		ret = mailfile_link_to(f, str_c(&target));
+		if (ret != 0 && (errno == EXDEV || errno == ENOENT))
+			ret = mailfile_copy_to(f, maildir, str_c(&base),
+					       str_c(&target));
+	} while (ret != 0 && errno == EEXIST);
+	if (ret == 0) {
+		str_truncate(&target, target.len - base.len - 1);
+		ret = fsync_dir(str_c(&target));
+		if (ret != 0) {
+			int saved = errno;
+			str_printf(&target, "/%s", str_c(&base));
+			unlink(str_c(&target));
+			errno = saved;
+		}
+	}
+	if (ret == 0 && name != NULL)
+		str_append(name, str_c(&base));
+	str_free(&base);
+	str_free(&target);
+	return ret;
+}
+
+void mailfile_close(struct mailfile *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->tmp_path != NULL)
+		unlink(f->tmp_path);
+	free(f->tmp_path);
+	free(f->maildir);
+	free(f->buf);
+	mailfile_reset(f);
+}
+
+int maildir_undeliver(const char *maildir, const char *name)
+{
+	struct str p = STR_INIT;
+	str_printf(&p, "%s/new/%s", maildir, name);
+	int ret = unlink(str_c(&p));
+	if (ret == 0) {
+		str_truncate(&p, p.len - strlen(name) - 1);
+		ret = fsync_dir(str_c(&p));
+	}
+	str_free(&p);
+	return ret;
+}
+
+uint64_t maildir_name_size(const char *name, char which)
+{
+	char key[4] = { ',', which, '=', '\0' };
+	const char *end = strstr(name, ":2,");
+	for (const char *p = strstr(name, key); p && (!end || p < end);
+	     p = strstr(p + 1, key)) {
+		char *stop;
+		errno = 0;
+		unsigned long long v = strtoull(p + 3, &stop, 10);
+		if (stop != p + 3 && errno == 0 &&
+		    (*stop == ',' || *stop == ':' || *stop == '\0'))
+			return v;
+	}
+	return 0;
+}

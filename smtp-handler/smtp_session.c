@@ -1,0 +1,396 @@
+/*
+ * smtp_session: the SMTP command loop of smtp-handler (RFC 5321 with
+ * PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES): greeting,
+ * EHLO/HELO, MAIL, RCPT, RSET, NOOP, VRFY, HELP, QUIT.  DATA is in
+ * smtp_data.c.  Inbound MX mode: only local recipients are accepted.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smtp.h"
+
+static void smtp_vreply(struct smtp_session *s, const char *fmt, va_list ap)
+{
+	struct str line = STR_INIT;
+	str_vprintf(&line, fmt, ap);
+	str_append(&line, "\r\n");
+	stream_write(&s->io, line.data, line.len);
+	str_free(&line);
+}
+
+void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	smtp_vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+void smtp_reply_error(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	smtp_vreply(s, fmt, ap);
+	va_end(ap);
+	if (++s->errors >= s->cfg->max_bad_commands) {
+		smtp_reply(s, "421 4.7.0 %s Error: too many errors",
+			   s->cfg->hostname);
+		smtp_exit(s, "too many errors");
+	}
+}
+
+void smtp_transaction_reset(struct smtp_session *s)
+{
+	s->in_mail = false;
+	str_clear(&s->sender);
+	s->smtputf8 = false;
+	s->declared_size = 0;
+	s->rcpt_count = 0;
+	strlist_clear(&s->rcpts);
+	strlist_clear(&s->mailboxes);
+	s->queue_id[0] = '\0';
+}
+
+void smtp_exit(struct smtp_session *s, const char *result)
+{
+	stream_flush(&s->io);
+	char msgs[16];
+	snprintf(msgs, sizeof msgs, "%u", s->messages);
+	log_kv(LOG_INFO, "session end", "PEER", s->peer[0] ? s->peer : NULL,
+	       "HELO", s->helo, "MESSAGES", msgs, "RESULT", result, NULL);
+	exit(0);
+}
+
+/* Case-insensitive "does arg start with word" for "FROM:" and "TO:". */
+static const char *skip_prefix(const char *arg, const char *word)
+{
+	size_t n = strlen(word);
+	return strncasecmp(arg, word, n) == 0 ? arg + n : NULL;
+}
+
+static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
+{
+	if (*arg == '\0') {
+		smtp_reply_error(s, "501 5.5.4 Syntax: %s hostname",
+				 esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	free(s->helo);
+	s->helo = xstrdup(arg);
+	s->esmtp = esmtp;
+	smtp_transaction_reset(s);
+	if (!esmtp) {
+		smtp_reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	smtp_reply(s, "250-%s", s->cfg->hostname);
+	smtp_reply(s, "250-PIPELINING");
+	smtp_reply(s, "250-SIZE %llu",
+		   (unsigned long long)s->cfg->message_size_limit);
+	smtp_reply(s, "250-8BITMIME");
+	smtp_reply(s, "250-SMTPUTF8");
+	smtp_reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+/* A queue id for the transaction: time, microseconds and pid in hex, unique
+ * among the handlers on this host. */
+static void smtp_new_queue_id(struct smtp_session *s)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	snprintf(s->queue_id, sizeof s->queue_id, "%09llX%05lX%lX",
+		 (unsigned long long)tv.tv_sec, (long)tv.tv_usec,
+		 (long)getpid());
+}
+
+/* MAIL FROM parameters: SIZE=, BODY=, SMTPUTF8 (RFC 1870, 6152, 6531).
+ * Returns false after replying. */
+static bool mail_params(struct smtp_session *s, char *params)
+{
+	for (char *tok = strtok(params, " "); tok; tok = strtok(NULL, " ")) {
+		char *val = strchr(tok, '=');
+		if (val)
+			*val++ = '\0';
+		if (strcasecmp(tok, "SIZE") == 0 && val) {
+			char *end;
+			unsigned long long n = strtoull(val, &end, 10);
+			if (*val < '0' || *val > '9' || *end != '\0') {
+				smtp_reply_error(s, "501 5.5.4 Bad SIZE parameter");
+				return false;
+			}
+			s->declared_size = n;
+		} else if (strcasecmp(tok, "BODY") == 0 && val &&
+			   (strcasecmp(val, "7BIT") == 0 ||
+			    strcasecmp(val, "8BITMIME") == 0)) {
+			/* 8-bit data is accepted either way; nothing to do */
+		} else if (strcasecmp(tok, "SMTPUTF8") == 0 && !val) {
+			s->smtputf8 = true;
+		} else {
+			smtp_reply_error(s, "555 5.5.4 Unsupported parameter %s",
+					 tok);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void cmd_mail(struct smtp_session *s, char *arg)
+{
+	if (s->helo == NULL) {
+		smtp_reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->in_mail) {
+		smtp_reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	const char *p = skip_prefix(arg, "FROM:");
+	if (p == NULL) {
+		smtp_reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	while (*p == ' ')
+		p++;
+	struct mailaddr a;
+	size_t used;
+	enum addr_error e = addr_parse_path(p, strlen(p), true, &a, &used);
+	if (e != ADDR_OK) {
+		smtp_reply_error(s, "501 5.1.7 Bad sender address syntax: %s",
+				 addr_strerror(e));
+		return;
+	}
+	s->smtputf8 = false;
+	s->declared_size = 0;
+	char *params = xstrdup(p + used);
+	bool ok = mail_params(s, params);
+	free(params);
+	if (ok && a.utf8 && !s->smtputf8) {
+		smtp_reply_error(s, "553 5.6.7 Non-ASCII sender address needs SMTPUTF8");
+		ok = false;
+	}
+	if (ok && s->declared_size > s->cfg->message_size_limit) {
+		smtp_reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		ok = false;
+	}
+	if (ok) {
+		str_clear(&s->sender);
+		addr_format(&a, &s->sender);
+		s->in_mail = true;
+		smtp_new_queue_id(s);
+		smtp_reply(s, "250 2.1.0 Ok");
+	}
+	mailaddr_free(&a);
+}
+
+static bool smtp_open_users(struct smtp_session *s)
+{
+	if (s->users != NULL)
+		return true;
+	struct str err = STR_INIT;
+	s->users = userdb_open(s->cfg->state_dir, false, &err);
+	if (s->users == NULL)
+		log_msg(LOG_ERR, "cannot open users database: %s", str_c(&err));
+	str_free(&err);
+	return s->users != NULL;
+}
+
+/* Resolve the recipient and reply; true if accepted. */
+static bool rcpt_resolve(struct smtp_session *s, const struct mailaddr *a,
+			 const char *shown)
+{
+	if (!smtp_open_users(s)) {
+		smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", shown);
+		return false;
+	}
+	struct strlist remote = STRLIST_INIT;
+	size_t before = s->mailboxes.n;
+	enum userdb_resolve r;
+	if (a->domain[0] == '\0') {
+		/* <postmaster> with no domain, RFC 5321 4.5.1 */
+		const char *pm = s->cfg->postmaster[0] ? s->cfg->postmaster : NULL;
+		struct mailaddr p;
+		struct str dflt = STR_INIT;
+		if (pm == NULL) {
+			str_printf(&dflt, "postmaster@%s", s->cfg->hostname);
+			pm = str_c(&dflt);
+		}
+		if (addr_parse_mailbox(pm, &p) == ADDR_OK) {
+			r = userdb_resolve(s->users, p.local, p.domain,
+					   &s->mailboxes, &remote);
+			mailaddr_free(&p);
+		} else {
+			r = RESOLVE_NO_USER;
+		}
+		str_free(&dflt);
+	} else {
+		r = userdb_resolve(s->users, a->local, a->domain, &s->mailboxes,
+				   &remote);
+	}
+	bool forwards = remote.n > 0;
+	strlist_free(&remote);
+	if (r == RESOLVE_OK && forwards) {
+		/* Forwarding needs the outbound queue, which this build does
+		 * not have: defer rather than drop the remote copies. */
+		while (s->mailboxes.n > before)
+			free(s->mailboxes.items[--s->mailboxes.n]);
+		smtp_reply(s, "450 4.3.0 <%s>: Forwarding to a remote address is not available yet",
+			   shown);
+		return false;
+	}
+	switch (r) {
+	case RESOLVE_OK:
+		return true;
+	case RESOLVE_NO_DOMAIN:
+		smtp_reply_error(s, "554 5.7.1 <%s>: Relay access denied", shown);
+		return false;
+	case RESOLVE_NO_USER:
+		smtp_reply_error(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
+				 shown);
+		return false;
+	case RESOLVE_LOOP:
+		smtp_reply_error(s, "554 5.4.6 <%s>: Alias expansion loop", shown);
+		return false;
+	default:
+		smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", shown);
+		return false;
+	}
+}
+
+static void cmd_rcpt(struct smtp_session *s, char *arg)
+{
+	if (!s->in_mail) {
+		smtp_reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	const char *p = skip_prefix(arg, "TO:");
+	if (p == NULL) {
+		smtp_reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	while (*p == ' ')
+		p++;
+	struct mailaddr a;
+	size_t used;
+	enum addr_error e = addr_parse_path(p, strlen(p), false, &a, &used);
+	if (e != ADDR_OK) {
+		smtp_reply_error(s, "501 5.1.3 Bad recipient address syntax: %s",
+				 addr_strerror(e));
+		return;
+	}
+	struct str shown = STR_INIT;
+	addr_format(&a, &shown);
+	if (p[used] != '\0') {
+		smtp_reply_error(s, "555 5.5.4 Unsupported RCPT parameter");
+	} else if (a.utf8 && !s->smtputf8) {
+		smtp_reply_error(s, "553 5.6.7 <%s>: Non-ASCII address needs SMTPUTF8",
+				 str_c(&shown));
+	} else if (s->rcpt_count >= s->cfg->max_recipients) {
+		smtp_reply(s, "452 4.5.3 Too many recipients");
+	} else if (rcpt_resolve(s, &a, str_c(&shown))) {
+		s->rcpt_count++;
+		strlist_add(&s->rcpts, str_c(&shown));
+		smtp_reply(s, "250 2.1.5 Ok");
+	}
+	str_free(&shown);
+	mailaddr_free(&a);
+}
+
+static void cmd_data(struct smtp_session *s, const char *arg)
+{
+	if (*arg != '\0') {
+		smtp_reply_error(s, "501 5.5.4 Syntax: DATA");
+	} else if (!s->in_mail) {
+		smtp_reply_error(s, "503 5.5.1 Error: need MAIL command");
+	} else if (s->rcpt_count == 0) {
+		smtp_reply_error(s, "554 5.5.1 Error: no valid recipients");
+	} else {
+		smtp_data(s);
+		smtp_transaction_reset(s);
+	}
+}
+
+/* One command line, CRLF (or a lone LF) stripped. */
+static void smtp_command(struct smtp_session *s, char *line)
+{
+	char *arg = strchr(line, ' ');
+	if (arg != NULL)
+		*arg++ = '\0';
+	else
+		arg = line + strlen(line);
+	if (strcasecmp(line, "EHLO") == 0)
+		cmd_helo(s, arg, true);
+	else if (strcasecmp(line, "HELO") == 0)
+		cmd_helo(s, arg, false);
+	else if (strcasecmp(line, "MAIL") == 0)
+		cmd_mail(s, arg);
+	else if (strcasecmp(line, "RCPT") == 0)
+		cmd_rcpt(s, arg);
+	else if (strcasecmp(line, "DATA") == 0)
+		cmd_data(s, arg);
+	else if (strcasecmp(line, "RSET") == 0) {
+		smtp_transaction_reset(s);
+		smtp_reply(s, "250 2.0.0 Ok");
+	} else if (strcasecmp(line, "NOOP") == 0)
+		smtp_reply(s, "250 2.0.0 Ok");
+	else if (strcasecmp(line, "QUIT") == 0) {
+		smtp_reply(s, "221 2.0.0 Bye");
+		smtp_exit(s, "ok");
+	} else if (strcasecmp(line, "VRFY") == 0)
+		smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+	else if (strcasecmp(line, "EXPN") == 0)
+		smtp_reply_error(s, "502 5.5.1 EXPN not available");
+	else if (strcasecmp(line, "HELP") == 0)
+		smtp_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+	else
+		smtp_reply_error(s, "500 5.5.2 Error: command not recognized");
+}
+
+/* Read one command line; returns NULL after handling a bad one. */
+static char *smtp_read_command(struct smtp_session *s, char *buf)
+{
+	const char *line;
+	size_t len;
+	int r = stream_getline(&s->io, SMTP_LINE_MAX, &line, &len);
+	if (r == STREAM_TOOLONG) {
+		if (stream_skip_line(&s->io) == STREAM_OK) {
+			smtp_reply_error(s, "500 5.5.2 Error: line too long");
+			return NULL;
+		}
+		r = STREAM_EOF;
+	}
+	if (r == STREAM_TIMEOUT) {
+		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+			   s->cfg->hostname);
+		smtp_exit(s, "timeout");
+	}
+	if (r != STREAM_OK)
+		smtp_exit(s, "lost connection");
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (memchr(line, '\0', len) != NULL) {
+		smtp_reply_error(s, "500 5.5.2 Error: NUL character in command");
+		return NULL;
+	}
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	return buf;
+}
+
+void smtp_session_run(struct smtp_session *s)
+{
+	char buf[SMTP_LINE_MAX + 1];
+	smtp_reply(s, "220 %s ESMTP sockmail", s->cfg->hostname);
+	for (;;) {
+		char *line = smtp_read_command(s, buf);
+		if (line != NULL)
+			smtp_command(s, line);
+	}
+}
