@@ -675,10 +675,17 @@ static int domain_del(struct userdb *db, const char *domain, struct str *err)
 	} else if (tdb_traverse(db->tdb, count_domain_use, &use) < 0) {
 		db_read_error(db, err);
 	} else if (use.users > 0 || use.aliases > 0) {
-		str_printf(err, "domain %s still has %u user%s and %u "
-			   "alias%s; delete them first", key.data + 2,
-			   use.users, use.users == 1 ? "" : "s",
-			   use.aliases, use.aliases == 1 ? "" : "es");
+		str_printf(err, "domain %s still has ", key.data + 2);
+		if (use.users > 0)
+			str_printf(err, "%u user%s", use.users,
+				   use.users == 1 ? "" : "s");
+		if (use.users > 0 && use.aliases > 0)
+			str_append(err, " and ");
+		if (use.aliases > 0)
+			str_printf(err, "%u alias%s", use.aliases,
+				   use.aliases == 1 ? "" : "es");
+		str_printf(err, "; delete %s first",
+			   use.users + use.aliases == 1 ? "it" : "them");
 	} else {
 		r = db_delete(db, &key, err);
 	}
@@ -715,26 +722,59 @@ static int user_address(struct userdb *db, const char *address,
 	return r;
 }
 
+static int user_check_new(struct userdb *db, const char *address,
+			  struct str *canon, struct str *err)
+{
+	struct str key = STR_INIT;
+	int r = user_address(db, address, true, canon, err);
+
+	if (r == 0) {
+		make_key(&key, 'U', canon->data);
+		int u = exists(db, &key);
+		if (u < 0) {
+			r = db_read_error(db, err);
+		} else if (u == 1) {
+			str_printf(err, "user %s already exists", canon->data);
+			r = -1;
+		}
+	}
+	str_free(&key);
+	return r;
+}
+
+int userdb_user_check_new(struct userdb *db, const char *address,
+			  struct str *canon, struct str *err)
+{
+	str_clear(err);
+	str_clear(canon);
+	return user_check_new(db, address, canon, err);
+}
+
 /* Store a user's hash; must_exist: change, else: add. */
 static int user_put(struct userdb *db, const char *address, const char *hash,
 		    bool must_exist, struct str *err)
 {
 	struct str canon = STR_INIT, key = STR_INIT;
-	int r = -1;
+	int r;
 
-	if (user_address(db, address, !must_exist, &canon, err) == 0 &&
-	    check_hash(canon.data, hash, err) == 0) {
-		make_key(&key, 'U', canon.data);
+	if (must_exist)
+		r = user_address(db, address, false, &canon, err);
+	else
+		r = user_check_new(db, address, &canon, err);
+	if (r == 0)
+		r = check_hash(canon.data, hash, err);
+	make_key(&key, 'U', str_c(&canon));
+	if (r == 0 && must_exist) {
 		int u = exists(db, &key);
-		if (u < 0)
-			db_read_error(db, err);
-		else if (u == 1 && !must_exist)
-			str_printf(err, "user %s already exists", canon.data);
-		else if (u == 0 && must_exist)
+		if (u < 0) {
+			r = db_read_error(db, err);
+		} else if (u == 0) {
 			str_printf(err, "no such user %s", canon.data);
-		else
-			r = db_store(db, &key, hash, err);
+			r = -1;
+		}
 	}
+	if (r == 0)
+		r = db_store(db, &key, hash, err);
 	str_free(&canon);
 	str_free(&key);
 	return r;
@@ -970,9 +1010,10 @@ static int alias_del(struct userdb *db, const char *address,
 	} else if (a == 0) {
 		str_printf(err, "no such alias %s", canon.data);
 	} else {
-		split_targets(val.data, &list);
-		r = targets->n > 0 ?
-			remove_targets(db, canon.data, &list, targets, err) : 0;
+		/* No targets given: remove them all. */
+		if (targets->n > 0)
+			split_targets(val.data, &list);
+		r = remove_targets(db, canon.data, &list, targets, err);
 		str_clear(&val);
 		join_targets(&list, &val);
 		/* An alias without targets is no alias. */
@@ -1074,8 +1115,9 @@ static int list_keys(struct userdb *db, char prefix, const char *domain,
 		strlist_shrink(out, before);
 		return -1;
 	}
-	qsort(out->items + before, out->n - before, sizeof *out->items,
-	      cmp_items);
+	if (out->n - before > 1)
+		qsort(out->items + before, out->n - before, sizeof *out->items,
+		      cmp_items);
 	return 0;
 }
 

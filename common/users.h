@@ -68,6 +68,11 @@ int userdb_domain_add(struct userdb *db, const char *domain, struct str *err);
 int userdb_domain_del(struct userdb *db, const char *domain, struct str *err);
 int userdb_user_add(struct userdb *db, const char *address, const char *hash,
 		    struct str *err);
+/* The checks of userdb_user_add (address, local domain, not a user yet)
+ * without writing, so sockmailctl can create the Maildir first; *canon gets
+ * the canonical "local@domain".  0 ok, -1 with *err. */
+int userdb_user_check_new(struct userdb *db, const char *address,
+			  struct str *canon, struct str *err);
 int userdb_user_set_hash(struct userdb *db, const char *address,
 			 const char *hash, struct str *err);
 int userdb_user_del(struct userdb *db, const char *address, struct str *err);

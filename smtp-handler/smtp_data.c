@@ -107,14 +107,16 @@ static bool data_chunk(struct smtp_session *s, struct data_reader *d,
 		data_flag(d, DATA_LONG_LINE);
 	bool had_cr = d->pending_cr;
 	size_t body = data_check_newlines(d, p, len, whole);
+	/* A line starts only after CRLF: after a bare LF, "." CRLF is not the
+	 * end of the data (SMTP smuggling). */
+	bool crlf = whole && (had_cr ? p[0] == '\n'
+				     : len >= 2 && p[len - 2] == '\r');
 	if (d->problem == DATA_FINE) {
 		mailfile_write(d->file, p, body);
-		if (whole && !had_cr)
-			mailfile_write(d->file, "\n", 1);
-		else if (had_cr && len == 1)
+		if (whole)
 			mailfile_write(d->file, "\n", 1);
 	}
-	d->at_line_start = whole;
+	d->at_line_start = crlf;
 	return false;
 }
 

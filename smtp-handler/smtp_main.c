@@ -52,10 +52,17 @@ static void smtp_peer(struct smtp_session *s)
 __attribute__((noreturn)) static void smtp_config_failure(const char *msg)
 {
 	log_msg(LOG_ERR, "%s", msg);
-	static const char reply[] =
-		"421 4.3.0 Service temporarily unavailable\r\n";
-	ssize_t n = write(1, reply, sizeof reply - 1);
-	(void)n;
+	char host[256] = "localhost";
+	if (gethostname(host, sizeof host) != 0)
+		strcpy(host, "localhost");
+	host[sizeof host - 1] = '\0';
+	char reply[320];
+	int n = snprintf(reply, sizeof reply,
+			 "421 4.3.0 %s Service temporarily unavailable\r\n",
+			 host);
+	ssize_t w = write(1, reply, (size_t)n < sizeof reply ? (size_t)n
+							      : sizeof reply - 1);
+	(void)w;
 	exit(1);
 }
 

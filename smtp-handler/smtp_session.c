@@ -200,6 +200,37 @@ static bool smtp_open_users(struct smtp_session *s)
 	return s->users != NULL;
 }
 
+/* <postmaster> with no domain (RFC 5321 4.5.1 says it must be accepted):
+ * the configured postmaster address, else postmaster@hostname, else
+ * postmaster at the first local domain that has one. */
+static enum userdb_resolve rcpt_resolve_postmaster(struct smtp_session *s,
+						   struct strlist *remote)
+{
+	struct strlist domains = STRLIST_INIT;
+	if (s->cfg->postmaster[0] != '\0') {
+		struct mailaddr p;
+		enum userdb_resolve r = RESOLVE_NO_USER;
+		if (addr_parse_mailbox(s->cfg->postmaster, &p) == ADDR_OK) {
+			r = userdb_resolve(s->users, p.local, p.domain,
+					   &s->mailboxes, remote);
+			mailaddr_free(&p);
+		}
+		return r;
+	}
+	enum userdb_resolve r = userdb_resolve(s->users, "postmaster",
+					       s->cfg->hostname,
+					       &s->mailboxes, remote);
+	if (r == RESOLVE_NO_DOMAIN && userdb_list_domains(s->users, &domains) == 0) {
+		r = RESOLVE_NO_USER;
+		for (size_t i = 0; i < domains.n && r == RESOLVE_NO_USER; i++)
+			r = userdb_resolve(s->users, "postmaster",
+					   domains.items[i], &s->mailboxes,
+					   remote);
+	}
+	strlist_free(&domains);
+	return r;
+}
+
 /* Resolve the recipient and reply; true if accepted. */
 static bool rcpt_resolve(struct smtp_session *s, const struct mailaddr *a,
 			 const char *shown)
@@ -211,27 +242,11 @@ static bool rcpt_resolve(struct smtp_session *s, const struct mailaddr *a,
 	struct strlist remote = STRLIST_INIT;
 	size_t before = s->mailboxes.n;
 	enum userdb_resolve r;
-	if (a->domain[0] == '\0') {
-		/* <postmaster> with no domain, RFC 5321 4.5.1 */
-		const char *pm = s->cfg->postmaster[0] ? s->cfg->postmaster : NULL;
-		struct mailaddr p;
-		struct str dflt = STR_INIT;
-		if (pm == NULL) {
-			str_printf(&dflt, "postmaster@%s", s->cfg->hostname);
-			pm = str_c(&dflt);
-		}
-		if (addr_parse_mailbox(pm, &p) == ADDR_OK) {
-			r = userdb_resolve(s->users, p.local, p.domain,
-					   &s->mailboxes, &remote);
-			mailaddr_free(&p);
-		} else {
-			r = RESOLVE_NO_USER;
-		}
-		str_free(&dflt);
-	} else {
+	if (a->domain[0] == '\0')
+		r = rcpt_resolve_postmaster(s, &remote);
+	else
 		r = userdb_resolve(s->users, a->local, a->domain, &s->mailboxes,
 				   &remote);
-	}
 	bool forwards = remote.n > 0;
 	strlist_free(&remote);
 	if (r == RESOLVE_OK && forwards) {
@@ -308,7 +323,7 @@ static void cmd_data(struct smtp_session *s, const char *arg)
 	} else if (!s->in_mail) {
 		smtp_reply_error(s, "503 5.5.1 Error: need MAIL command");
 	} else if (s->rcpt_count == 0) {
-		smtp_reply_error(s, "554 5.5.1 Error: no valid recipients");
+		smtp_reply_error(s, "554 5.5.1 No valid recipients");
 	} else {
 		smtp_data(s);
 		smtp_transaction_reset(s);
@@ -359,7 +374,7 @@ static char *smtp_read_command(struct smtp_session *s, char *buf)
 	int r = stream_getline(&s->io, SMTP_LINE_MAX, &line, &len);
 	if (r == STREAM_TOOLONG) {
 		if (stream_skip_line(&s->io) == STREAM_OK) {
-			smtp_reply_error(s, "500 5.5.2 Error: line too long");
+			smtp_reply_error(s, "500 5.5.2 Line too long");
 			return NULL;
 		}
 		r = STREAM_EOF;

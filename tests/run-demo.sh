@@ -39,7 +39,7 @@ $ctl alias list example.test | grep -q '^postmaster@example.test' ||
 SMTP_PORT=${SMTP_PORT:-2525}
 pids=""
 trap 'kill $pids 2>/dev/null; exit 0' INT TERM EXIT
-systemd-socket-activate --inetd -l 127.0.0.1:$SMTP_PORT \
+systemd-socket-activate --inetd --accept -l 127.0.0.1:$SMTP_PORT \
 	"$top/$BUILD/smtp-handler" -c "$conf" &
 pids="$pids $!"
 cat <<MSG

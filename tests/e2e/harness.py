@@ -1,0 +1,679 @@
+"""End-to-end test harness for the sockmail handlers (standard library only).
+
+A SockmailServer is one throw-away installation: a temp dir with its own
+sockmail.conf, mail_dir, state_dir and spool_dir, populated with
+`sockmailctl`, and a `systemd-socket-activate --accept --inetd` listener on a
+free loopback port that starts one handler process per connection, exactly
+as the systemd socket units do.  The handlers' stderr goes to a file the
+tests can read (and that is checked for sanitizer reports).
+
+SMTPClient is a raw socket client for byte-exact dialogs: it sends exactly
+the bytes it is given and parses replies strictly (CRLF line ends, one
+reply = the "NNN-" lines up to the "NNN " line).
+
+Environment:
+  BUILD      directory with the programs, relative to the repo root
+             (default "build"; "build-san" for the sanitizer build)
+  SOCKMAIL_TEST_KEEP=1   keep the temp dirs for a post-mortem
+"""
+
+import email.utils
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
+ACTIVATE = "/usr/bin/systemd-socket-activate"
+
+HOSTNAME = "mx.test.example"
+TIMEOUT = 30.0  # socket operations: generous, never a timing assertion
+WAIT = 20.0  # polling for files and processes
+
+# What a sanitizer prints when it found something.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:")
+# Variables the handler should see (systemd-socket-activate passes only a few).
+PASS_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ")
+
+
+def program(name):
+    return os.path.join(BUILD, name)
+
+
+def wait_until(pred, timeout=WAIT, interval=0.05):
+    """Poll pred() until it returns something true; return that, or the
+    last (false) value after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- processes
+
+def _proc_stat(pid):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0].decode(), int(rest[1])
+
+
+def children_of(ppid):
+    """Live (non-zombie) children of ppid."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = _proc_stat(int(name))
+        if st and st[1] == ppid and st[0] != "Z":
+            out.append(int(name))
+    return out
+
+
+def _alive(pid):
+    st = _proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def _listen_inodes(port):
+    """Socket inodes listening on 127.0.0.1:port (from /proc/net/tcp)."""
+    want = "0100007F:%04X" % port
+    inodes = set()
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[1] == want and p[3] == "0A":
+                    inodes.add(p[9])
+    except OSError:
+        pass
+    return inodes
+
+
+def _fd_inodes(pid):
+    out = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            m = re.match(r"socket:\[(\d+)\]$", link)
+            if m:
+                out.add(m.group(1))
+    except OSError:
+        pass
+    return out
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+# ------------------------------------------------------------------ maildir
+
+MAILDIR_NAME = re.compile(
+    r"^(?P<unique>[0-9]+\.[^/,:]+\.[^/,:]+),S=(?P<s>[0-9]+),W=(?P<w>[0-9]+)$")
+
+
+def maildir_check_file(tc, name, content):
+    """Assert the Maildir invariants of one new/ file: the name carries
+    ,S=<size on disk>,W=<size with CRLF>; LF line ends only."""
+    m = MAILDIR_NAME.match(name)
+    tc.assertIsNotNone(m, "bad Maildir file name %r" % name)
+    tc.assertEqual(int(m.group("s")), len(content),
+                   "S= in %r is not the file size" % name)
+    tc.assertEqual(int(m.group("w")), len(content) + content.count(b"\n"),
+                   "W= in %r is not size + number of LF" % name)
+    tc.assertNotIn(b"\r", content, "CR stored in %r" % name)
+
+
+RECEIVED = re.compile(
+    rb"^Received: from (?P<helo>\S+)(?: \((?P<peer>[^)]*)\))?"
+    rb" by (?P<by>\S+) \(sockmail\) with (?P<with>[A-Z0-9]+) id (?P<id>[^;\s]+)"
+    rb"(?: for <(?P<for>[^>]*)>)?; ?(?P<date>.+)$")
+
+
+def split_delivered(tc, content):
+    """Split a delivered file into (return_path, received_match, message).
+    Asserts the trace header block has the shape of the spec:
+      Return-Path: <sender>\\n
+      Received: from HELO ([IP])\\n\\tby HOST (sockmail) with P id QID\\n
+      \\tfor <rcpt>; DATE\\n
+    The Received header is matched unfolded, so where the folds are (and
+    "id QID; DATE" or "id QID;\\n\\tDATE" without a for clause) is free,
+    except that the first line must be "Received: from HELO ([IP])"."""
+    tc.assertTrue(content.startswith(b"Return-Path: <"),
+                  "no Return-Path first: %r" % content[:200])
+    nl = content.index(b"\n")
+    rp_line = content[:nl]
+    tc.assertTrue(rp_line.endswith(b">"), "bad Return-Path %r" % rp_line)
+    return_path = rp_line[len(b"Return-Path: <"):-1]
+    rest = content[nl + 1:]
+    tc.assertTrue(rest.startswith(b"Received: "), "no Received second: %r"
+                  % rest[:300])
+    end = 0
+    while True:
+        end = rest.index(b"\n", end) + 1
+        if rest[end:end + 1] not in (b"\t", b" "):
+            break
+    header = rest[:end - 1]
+    first = header.split(b"\n", 1)[0]
+    tc.assertRegex(first, rb"^Received: from \S+( \([^)]*\))?$",
+                   "first Received line")
+    unfolded = re.sub(rb"\n[\t ]+", b" ", header)
+    m = RECEIVED.match(unfolded)
+    tc.assertIsNotNone(m, "Received header not as specified: %r" % header)
+    date = m.group("date").decode("ascii", "replace")
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        when = None
+    tc.assertTrue(when is not None and when.tzinfo is not None,
+                  "Received date is not an RFC 5322 date: %r" % date)
+    return return_path, m, rest[end:]
+
+
+def crlf_to_lf(data):
+    return data.replace(b"\r\n", b"\n")
+
+
+def dot_stuff(data):
+    """RFC 5321 4.5.2 transparency for a CRLF message."""
+    out = []
+    for line in data.split(b"\r\n"):
+        out.append(b"." + line if line.startswith(b".") else line)
+    return b"\r\n".join(out)
+
+
+def make_message(subject, body=b"Hello.\r\n", sender=b"x@remote.example",
+                 to=b"alice@example.org", extra=b""):
+    """A small RFC 5322 message with CRLF line ends."""
+    if isinstance(subject, str):
+        subject = subject.encode()
+    return (b"From: <" + sender + b">\r\n"
+            b"To: <" + to + b">\r\n"
+            b"Subject: " + subject + b"\r\n"
+            b"Message-ID: <" + subject.replace(b" ", b".") + b"@remote.example>\r\n"
+            + extra +
+            b"\r\n" + body)
+
+
+# ------------------------------------------------------------------- client
+
+class Reply:
+    """One SMTP reply: code, the enhanced status code of the last line (or
+    None), the text lines (without "NNN-"), and the raw bytes."""
+
+    def __init__(self, lines, raw):
+        self.lines = lines
+        self.raw = raw
+        self.code = int(lines[-1][:3])
+        last = lines[-1][4:]
+        m = re.match(r"([245]\.[0-9]{1,3}\.[0-9]{1,3})( |$)", last)
+        self.enh = m.group(1) if m else None
+        self.texts = [l[4:] for l in lines]
+
+    @property
+    def text(self):
+        """The last line without the code."""
+        return self.texts[-1]
+
+    @property
+    def line(self):
+        return self.lines[-1]
+
+    def __repr__(self):
+        return "Reply(%r)" % self.raw
+
+
+class ProtocolError(AssertionError):
+    pass
+
+
+class SMTPClient:
+    def __init__(self, port, timeout=TIMEOUT, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.closed_by_peer = False
+        self.transcript = []  # ("C"|"S", bytes) for failure messages
+
+    # -- raw I/O
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.transcript.append(("C", data))
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.closed_by_peer = True
+            raise ProtocolError("connection closed by server; got so far %r"
+                                % self.buf)
+        self.transcript.append(("S", data))
+        self.buf += data
+
+    def read_line(self):
+        """One line including CRLF; a line ending in bare LF is an error."""
+        while b"\n" not in self.buf:
+            if len(self.buf) > 100000:
+                raise ProtocolError("reply line too long")
+            self._fill()
+        i = self.buf.index(b"\n")
+        line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+        if not line.endswith(b"\r\n"):
+            raise ProtocolError("reply line without CRLF: %r" % line)
+        return line
+
+    def read_reply(self):
+        lines, raw = [], b""
+        while True:
+            line = self.read_line()
+            raw += line
+            text = line[:-2].decode("utf-8", "replace")
+            if not re.match(r"^[2-5][0-9][0-9]([ -]|$)", text):
+                raise ProtocolError("malformed reply line %r" % line)
+            if lines and text[:3] != lines[0][:3]:
+                raise ProtocolError("code changed inside a reply: %r" % raw)
+            lines.append(text)
+            if len(text) == 3 or text[3] == " ":
+                return Reply(lines, raw)
+
+    def cmd(self, line):
+        """Send one command (CRLF added) and read its reply."""
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\r\n")
+        return self.read_reply()
+
+    def expect_eof(self):
+        """The server closes the connection (no further bytes)."""
+        extra = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self.closed_by_peer = True
+                break
+            extra += data
+        if self.buf or extra:
+            raise ProtocolError("unexpected bytes before close: %r"
+                                % (self.buf + extra))
+
+    def nothing_pending(self):
+        """True if no reply bytes are buffered (does not wait)."""
+        return not self.buf
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def dump(self):
+        return "".join("%s: %r\n" % t for t in self.transcript)
+
+    # -- conveniences
+    def greeting(self):
+        return self.read_reply()
+
+    def ehlo(self, name="client.test"):
+        return self.cmd("EHLO " + name)
+
+    def start(self, name="client.test"):
+        """Read the greeting and EHLO; assert both are 2xx."""
+        g = self.greeting()
+        if g.code != 220:
+            raise ProtocolError("greeting %r" % g.raw)
+        r = self.ehlo(name)
+        if r.code != 250:
+            raise ProtocolError("EHLO %r" % r.raw)
+        return r
+
+    def send_data(self, message, stuff=True):
+        """After a 354: send message (CRLF text) and the terminating dot;
+        return the reply."""
+        if stuff:
+            message = dot_stuff(message)
+        if message and not message.endswith(b"\r\n"):
+            raise ValueError("message must end in CRLF")
+        self.send(message + b".\r\n")
+        return self.read_reply()
+
+    def transaction(self, sender, rcpts, message, params=""):
+        """MAIL, RCPTs, DATA, message (one command at a time).  Returns
+        (mail_reply, [rcpt_replies], data_reply, final_reply_or_None)."""
+        mail = self.cmd("MAIL FROM:<%s>%s" % (sender, (" " + params) if params else ""))
+        rr = [self.cmd("RCPT TO:<%s>" % r) for r in rcpts]
+        data = self.cmd("DATA")
+        final = self.send_data(message) if data.code == 354 else None
+        return mail, rr, data, final
+
+
+QUEUED = re.compile(r"^2\.0\.0 Ok: queued as (\S+)$")
+
+
+def queue_id(reply):
+    m = QUEUED.match(reply.text)
+    if reply.code != 250 or reply.enh != "2.0.0" or not m:
+        raise AssertionError("not a queued reply: %r" % reply.raw)
+    return m.group(1)
+
+
+# ------------------------------------------------------------------- server
+
+class SockmailServer:
+    """One installation in a temp dir plus its listener."""
+
+    def __init__(self, conf=None, raw_conf_lines=None):
+        self.dir = tempfile.mkdtemp(prefix="sockmail-e2e-")
+        self.mail_dir = os.path.join(self.dir, "mail")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.spool_dir = os.path.join(self.dir, "spool")
+        for d in (self.mail_dir, self.state_dir, self.spool_dir):
+            os.mkdir(d, 0o750)
+        self.conf_path = os.path.join(self.dir, "sockmail.conf")
+        self.stderr_path = os.path.join(self.dir, "handler.stderr")
+        self.proc = None
+        self.port = None
+        self.clients = []
+        self.write_config(conf or {}, raw_conf_lines)
+
+    # -- config and population
+    def config_lines(self, conf=None, raw_lines=None):
+        lines = ["# written by tests/e2e/harness.py",
+                 "hostname = " + HOSTNAME,
+                 "mail_dir = " + self.mail_dir,
+                 "state_dir = " + self.state_dir,
+                 "spool_dir = " + self.spool_dir]
+        for k, v in (conf or {}).items():
+            lines.append("%s = %s" % (k, v))
+        lines.extend(raw_lines or [])
+        return lines
+
+    def write_config(self, conf=None, raw_lines=None):
+        """(Re)write sockmail.conf; returns the list of lines (line N of
+        the file is element N-1)."""
+        lines = self.config_lines(conf, raw_lines)
+        with open(self.conf_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return lines
+
+    def ctl(self, *args, input=None, check=True):
+        """Run sockmailctl -c CONF ARGS...; returns CompletedProcess."""
+        argv = [program("sockmailctl"), "-c", self.conf_path] + list(args)
+        p = subprocess.run(argv, input=input, capture_output=True,
+                           timeout=WAIT * 3)
+        if check and p.returncode != 0:
+            raise AssertionError("%s failed (%d): %s%s" % (
+                " ".join(argv), p.returncode, p.stdout.decode("utf-8", "replace"),
+                p.stderr.decode("utf-8", "replace")))
+        return p
+
+    def add_domain(self, domain):
+        return self.ctl("domain", "add", domain)
+
+    def add_user(self, address, password="secret-Passw0rd", check=True):
+        return self.ctl("user", "add", address, "--password-stdin",
+                        input=(password + "\n").encode(), check=check)
+
+    def add_alias(self, address, *targets, check=True):
+        return self.ctl("alias", "add", address, *targets, check=check)
+
+    # -- the listener
+    def start(self):
+        exe = program("smtp-handler")
+        if not os.access(exe, os.X_OK):
+            raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
+        last = None
+        for _ in range(10):
+            port = free_port()
+            argv = [ACTIVATE, "--accept", "--inetd",
+                    "-l", "127.0.0.1:%d" % port]
+            for v in PASS_ENV:
+                if v in os.environ:
+                    argv += ["-E", v]
+            argv += [exe, "-c", self.conf_path]
+            errf = open(self.stderr_path, "ab")
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=errf,
+                                    cwd=self.dir, start_new_session=True)
+            errf.close()
+
+            def ready(proc=proc, port=port):
+                if proc.poll() is not None:
+                    return "exited"
+                listening = _listen_inodes(port)
+                return "ok" if listening & _fd_inodes(proc.pid) else None
+            state = wait_until(ready)
+            if state == "ok":
+                self.proc, self.port = proc, port
+                return port
+            last = state
+            self._kill(proc)  # port taken by someone else, or slow: retry
+        raise AssertionError("systemd-socket-activate did not start (%s): %s"
+                             % (last, self.stderr_text()[-2000:]))
+
+    def connect(self, timeout=TIMEOUT):
+        c = SMTPClient(self.port, timeout=timeout)
+        self.clients.append(c)
+        return c
+
+    def handler_pids(self):
+        return children_of(self.proc.pid) if self.proc else []
+
+    def wait_handlers_exit(self, timeout=WAIT):
+        """Wait until no handler process runs; True if none is left."""
+        return wait_until(lambda: not self.handler_pids(), timeout)
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def sanitizer_reports(self):
+        text = self.stderr_text()
+        return [m for m in SANITIZER_MARKS if m in text]
+
+    @staticmethod
+    def _kill(proc):
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def stop(self):
+        """Close clients, let handlers finish (so sanitizers can report at
+        exit), then SIGTERM the listener and SIGKILL stragglers.  Returns
+        the pids of handlers that had to be killed."""
+        for c in self.clients:
+            c.close()
+        self.clients = []
+        stragglers = []
+        if self.proc is None:
+            return stragglers
+        self.wait_handlers_exit()
+        stragglers = self.handler_pids()
+        pgid = self.proc.pid  # start_new_session: the listener leads its group
+        self._kill(self.proc)
+        for pid in stragglers:
+            wait_until(lambda: not _alive(pid), 5)
+        # whatever is left of the group (handlers and anything they started)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+        return stragglers
+
+    def cleanup(self):
+        if os.environ.get("SOCKMAIL_TEST_KEEP"):
+            return
+        subprocess.run(["rm", "-rf", "--", self.dir], check=False)
+
+    # -- Maildirs
+    def maildir(self, address):
+        local, domain = address.rsplit("@", 1)
+        return os.path.join(self.mail_dir, domain.lower(), local)
+
+    def _list(self, address, sub):
+        d = os.path.join(self.maildir(address), sub)
+        try:
+            return sorted(n for n in os.listdir(d) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def new_files(self, address):
+        return self._list(address, "new")
+
+    def tmp_files(self, address):
+        return self._list(address, "tmp")
+
+    def read_new(self, address):
+        """[(name, bytes)] of new/, sorted by name."""
+        out = []
+        for n in self.new_files(address):
+            with open(os.path.join(self.maildir(address), "new", n), "rb") as f:
+                out.append((n, f.read()))
+        return out
+
+    def wait_new_files(self, address, count, timeout=WAIT):
+        """Wait until new/ holds at least count files; returns the list."""
+        return wait_until(lambda: (lambda l: l if len(l) >= count else None)(
+            self.new_files(address)), timeout) or self.new_files(address)
+
+    def all_files(self, sub):
+        """Every file in any <sub>/ directory (new, cur or tmp) below
+        mail_dir, as paths relative to mail_dir."""
+        out = []
+        for root, dirs, files in os.walk(self.mail_dir):
+            if os.path.basename(root) == sub:
+                out += [os.path.relpath(os.path.join(root, f), self.mail_dir)
+                        for f in files]
+        return sorted(out)
+
+
+# ----------------------------------------------------------------- testcase
+
+class SockmailTestCase(unittest.TestCase):
+    """Starts a fresh server per test: domain example.org with users alice,
+    bob, carol, dave and alias list@example.org -> bob, carol.  Set CONF
+    (dict of extra config keys) in a subclass to change the config."""
+
+    CONF = {}
+    START = True
+
+    def setUp(self):
+        self.srv = SockmailServer(self.CONF)
+        self.addCleanup(self.srv.cleanup)
+        self.populate()
+        if self.START:
+            self.srv.start()
+
+    def populate(self):
+        s = self.srv
+        s.add_domain("example.org")
+        for u in ("alice", "bob", "carol", "dave"):
+            s.add_user(u + "@example.org")
+        s.add_alias("list@example.org", "bob@example.org", "carol@example.org")
+
+    def tearDown(self):
+        stragglers = self.srv.stop()
+        problems = self.srv.sanitizer_reports()
+        if problems:
+            self.fail("sanitizer report in handler stderr (%s):\n%s" % (
+                ", ".join(problems), self.srv.stderr_text()[-6000:]))
+        if stragglers:
+            self.fail("handler processes %s still running %ds after every "
+                      "client had closed" % (stragglers, WAIT))
+
+    # -- shortcuts
+    def connect(self, ehlo="client.test"):
+        c = self.srv.connect()
+        if ehlo:
+            c.start(ehlo)
+        return c
+
+    def assertReply(self, reply, code, enh=None, text=None, client=None):
+        """Code (and enhanced code, and exact text of the last line)."""
+        msg = "got %r" % reply.raw
+        if client is not None:
+            msg += "\ntranscript:\n" + client.dump()
+        self.assertEqual(reply.code, code, msg)
+        if enh is not None:
+            self.assertEqual(reply.enh, enh, msg)
+        if text is not None:
+            expect = "%s %s" % (enh, text) if enh else text
+            self.assertEqual(reply.text, expect, msg)
+
+    def assertNothingDelivered(self, *addresses):
+        if not addresses:
+            self.assertEqual(self.srv.all_files("new"), [],
+                             "something was delivered")
+        for a in addresses:
+            self.assertEqual(self.srv.new_files(a), [], "delivered to " + a)
+        self.assertEqual(self.srv.all_files("tmp"), [], "files left in tmp/")
+
+    def delivered(self, address, count=1):
+        """Wait for exactly count files in address's new/; check each file's
+        Maildir invariants; return [(name, content)]."""
+        self.srv.wait_new_files(address, count)
+        files = self.srv.read_new(address)
+        self.assertEqual(len(files), count,
+                         "%s: expected %d files, got %r" % (
+                             address, count, [n for n, _ in files]))
+        for n, c in files:
+            maildir_check_file(self, n, c)
+        self.assertEqual(self.srv.tmp_files(address), [],
+                         "files left in %s tmp/" % address)
+        return files
+
+    def assertDelivered(self, content, message, sender, rcpt=None, qid=None,
+                        helo="client.test", proto="ESMTP"):
+        """A delivered file is Return-Path + Received + message (CRLF->LF),
+        byte-exact.  rcpt: the expected "for" address, or None for no
+        "for" clause; qid: the queue id from the 250 reply."""
+        rp, m, body = split_delivered(self, content)
+        self.assertEqual(rp, sender.encode() if isinstance(sender, str) else sender)
+        self.assertEqual(m.group("helo"), helo.encode())
+        self.assertEqual(m.group("peer"), b"[127.0.0.1]")
+        self.assertEqual(m.group("by"), HOSTNAME.encode())
+        self.assertEqual(m.group("with"), proto.encode())
+        if qid is not None:
+            self.assertEqual(m.group("id"), qid.encode())
+        if rcpt is None:
+            self.assertIsNone(m.group("for"), "unexpected for clause")
+        else:
+            self.assertEqual(m.group("for"), rcpt.encode())
+        self.assertEqual(body, crlf_to_lf(message))
+        return m
