@@ -64,6 +64,17 @@ void smtp_exit(struct smtp_session *s, const char *result)
 	snprintf(msgs, sizeof msgs, "%u", s->messages);
 	log_kv(LOG_INFO, "session end", "PEER", s->peer[0] ? s->peer : NULL,
 	       "HELO", s->helo, "MESSAGES", msgs, "RESULT", result, NULL);
+	/* Free everything, so that valgrind and LeakSanitizer see a clean
+	 * exit and a real leak stands out. */
+	smtp_transaction_reset(s);
+	str_free(&s->sender);
+	strlist_free(&s->rcpts);
+	strlist_free(&s->mailboxes);
+	free(s->helo);
+	if (s->users != NULL)
+		userdb_close(s->users);
+	stream_free(&s->io);
+	config_free((struct config *)s->cfg);
 	exit(0);
 }
 

@@ -30,7 +30,7 @@ CFG
 		--template "$run/cert.cfg" --outfile "$run/cert.pem" >/dev/null 2>&1
 fi
 ctl="$BUILD/sockmailctl -c $conf"
-$ctl domain list | grep -qx example.test || $ctl domain add example.test
+$ctl domain list 2>/dev/null | grep -qx example.test || $ctl domain add example.test
 $ctl user list example.test | grep -qx demo@example.test ||
 	echo demo | $ctl user add demo@example.test --password-stdin
 $ctl alias list example.test | grep -q '^postmaster@example.test' ||
