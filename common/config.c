@@ -69,6 +69,9 @@ static const struct key_def keys[] = {
 	KEY(queue_lifetime, V_TIMEOUT),
 	KEY(delay_warning, V_DURATION),
 	KEY(postmaster, V_STRING),
+	KEY(auth_fail_limit, V_COUNT),
+	KEY(auth_fail_window, V_TIMEOUT),
+	KEY(tls_ticket_key_lifetime, V_TIMEOUT),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -127,6 +130,9 @@ void config_defaults(struct config *cfg)
 	cfg->queue_lifetime = 5 * 24 * 3600;
 	cfg->delay_warning = 4 * 3600;
 	cfg->postmaster = xstrdup("");
+	cfg->auth_fail_limit = 10;
+	cfg->auth_fail_window = 15 * 60;
+	cfg->tls_ticket_key_lifetime = 24 * 3600;
 }
 
 void config_free(struct config *cfg)

@@ -42,6 +42,9 @@ struct config {
 	unsigned queue_lifetime;	/* seconds, 5d */
 	unsigned delay_warning;		/* seconds, 4h */
 	char *postmaster;		/* "" = postmaster@hostname */
+	unsigned auth_fail_limit;	/* failed logins per address ... */
+	unsigned auth_fail_window;	/* ... within this many seconds: 10, 15m */
+	unsigned tls_ticket_key_lifetime;	/* seconds, 1d: then a new key */
 };
 
 /* The path to load: the -c argument if not NULL, else $SOCKMAIL_CONFIG, else
