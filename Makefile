@@ -36,11 +36,14 @@ LIBS = -ltdb -lcrypt
 # Debian packages the build, the tests and `make run` need.
 DEB_PACKAGES = gcc make pkg-config libc6-dev libtdb-dev libcrypt-dev \
 	       libsystemd-dev libgnutls28-dev libcmocka-dev systemd \
-	       python3 swaks gnutls-bin tdb-tools
+	       python3 swaks gnutls-bin tdb-tools fetchmail curl
 
-COMMON_SRC = $(wildcard common/*.c)
+# tls_module.c is the GnuTLS module, dlopen()ed on first use (see
+# common/tls.h): never part of libcommon.
+COMMON_SRC = $(filter-out common/tls_module.c,$(wildcard common/*.c))
 COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBCOMMON = $(BUILD)/libcommon.a
+TLS_MODULE = $(BUILD)/sockmail-tls.so
 
 PROGRAMS = smtp-handler sockmailctl
 SMTP_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard smtp-handler/*.c))
@@ -53,7 +56,7 @@ HELPER_BIN = $(HELPER_SRC:tests/bench/%.c=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-e2e run bench install uninstall clean deps
 
-all: $(addprefix $(BUILD)/,$(PROGRAMS))
+all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(TLS_MODULE)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -62,6 +65,12 @@ $(BUILD)/obj/%.o: %.c
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+# -z defs: the module must be self-contained (no libcommon symbols).
+$(TLS_MODULE): common/tls_module.c common/tls_module.h
+	@mkdir -p $(BUILD)/obj/common
+	$(CC) $(ALL_CFLAGS) -MF $(BUILD)/obj/common/tls_module.so.d -fPIC -shared \
+		$(ALL_LDFLAGS) -Wl,-z,defs -o $@ $< -lgnutls
 
 $(BUILD)/smtp-handler: $(SMTP_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
@@ -72,6 +81,16 @@ $(BUILD)/sockmailctl: $(CTL_OBJ) $(LIBCOMMON)
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# test_tls drives the module (found at ../sockmail-tls.so) and plays the
+# client side with GnuTLS directly.
+$(BUILD)/tests/test_tls: $(BUILD)/obj/tests/unit/test_tls.o $(LIBCOMMON) | $(TLS_MODULE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lgnutls
+
+$(BUILD)/tests/tls_blast: $(BUILD)/obj/tests/bench/tls_blast.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lgnutls
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/bench/%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -101,10 +120,12 @@ bench: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/libexec/sockmail $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/smtp-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
+	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/sockmailctl $(DESTDIR)$(PREFIX)/sbin/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/smtp-handler
+	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/sockmail-tls.so
 	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmailctl
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/sockmail
 

@@ -16,13 +16,16 @@
 
 #define AUTH_MAX_FIELD 1024	/* authzid, authcid, password each */
 
-/* RFC 4648 base64.  decode: strict (no whitespace, correct padding);
- * -1 on malformed input. */
+/* RFC 4648 base64; both append to *out.  decode: strict (no whitespace,
+ * correct padding, zero pad bits), 0 ok, -1 on malformed input with *out
+ * as it was.  Decoding "" gives nothing (SASL's "=" is the caller's). */
 void base64_encode(const void *data, size_t len, struct str *out);
 int base64_decode(const char *text, size_t len, struct str *out);
 
 /* Decode a SASL PLAIN message (already base64-decoded): authzid NUL
- * authcid NUL password.  -1 if malformed or a field is too long. */
+ * authcid NUL password; the three strings are wiped and replaced (msg must
+ * not point into them).  -1 if malformed (not exactly two NULs, empty
+ * authcid or password) or a field is longer than AUTH_MAX_FIELD. */
 int sasl_plain_parse(const char *msg, size_t len, struct str *authzid,
 		     struct str *authcid, struct str *password);
 

@@ -63,6 +63,7 @@ static const struct key_def keys[] = {
 	KEY(max_bad_commands, V_COUNT),
 	KEY(smtp_timeout, V_TIMEOUT),
 	KEY(imap_idle_timeout, V_TIMEOUT),
+	KEY(pop3_timeout, V_TIMEOUT),
 	KEY(auth_plaintext, V_AUTH),
 	KEY(relayhost, V_STRING),
 	KEY(relayhost_auth_file, V_OPTPATH),
@@ -124,6 +125,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_bad_commands = 20;
 	cfg->smtp_timeout = 300;
 	cfg->imap_idle_timeout = 30 * 60;
+	cfg->pop3_timeout = 10 * 60;
 	cfg->auth_plaintext = AUTH_PLAINTEXT_LOOPBACK;
 	cfg->relayhost = xstrdup("");
 	cfg->relayhost_auth_file = xstrdup("");

@@ -36,6 +36,7 @@ struct config {
 	unsigned max_bad_commands;	/* 20: then 421 / BYE and close */
 	unsigned smtp_timeout;		/* seconds, 300 */
 	unsigned imap_idle_timeout;	/* seconds, 30 min */
+	unsigned pop3_timeout;		/* seconds, 10 min (RFC 1939 3 minimum) */
 	enum auth_plaintext auth_plaintext;
 	char *relayhost;
 	char *relayhost_auth_file;

@@ -11,23 +11,29 @@
 
 #include "addr.h"
 #include "config.h"
+#include "peer.h"
 #include "stream.h"
 #include "strlist.h"
+#include "tls.h"
 #include "users.h"
 
 #define SMTP_LINE_MAX 512	/* command line with CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_AUTH_LINE_MAX 12288	/* AUTH and its responses, RFC 4954 4 */
 #define SMTP_TEXT_MAX 1000	/* text line with CRLF, RFC 5321 4.5.3.1.6 */
 #define SMTP_MAX_RECEIVED 100	/* more Received: headers = a mail loop */
 
 struct smtp_session {
 	const struct config *cfg;
 	struct stream io;
-	char peer[64];		/* "127.0.0.1", "IPv6:::1"; "" when unknown */
+	char peer[PEER_MAX];	/* "127.0.0.1", "IPv6:::1"; "" when unknown */
 	char *helo;		/* NULL until HELO/EHLO */
 	bool esmtp;
 	unsigned errors;	/* client errors so far: max_bad_commands */
 	unsigned messages;	/* accepted in this session */
-	struct userdb *users;	/* opened at the first RCPT */
+	struct userdb *users;	/* opened at the first RCPT or AUTH */
+	struct tls_conn *tls;	/* NULL until STARTTLS or implicit TLS */
+	struct str tls_info;	/* "TLSv1.3 with cipher ..." for Received: */
+	char *auth_user;	/* canonical address once AUTH succeeded */
 
 	/* The mail transaction: MAIL, RCPT..., DATA. */
 	bool in_mail;
@@ -46,6 +52,17 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void smtp_reply_error(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Open users.tdb on first use; false (logged) if it cannot be. */
+bool smtp_open_users(struct smtp_session *s);
+
+/* smtp_auth.c: AUTH PLAIN and LOGIN (RFC 4954). */
+bool smtp_auth_allowed(const struct smtp_session *s);
+void smtp_auth(struct smtp_session *s, char *arg);
+
+/* Start TLS on the session's fds (STARTTLS, or --tls=implicit before the
+ * greeting); a failed handshake ends the process with one log line. */
+void smtp_start_tls(struct smtp_session *s);
 
 /* smtp_data.c: the DATA command, after its preconditions were checked. */
 void smtp_data(struct smtp_session *s);

@@ -158,9 +158,13 @@ static void data_trace_headers(struct smtp_session *s, struct mailfile *f)
 		str_append_c(&h, (*c > ' ' && *c < 0x7f) ? *c : '?');
 	if (s->peer[0] != '\0')
 		str_printf(&h, " ([%s])", s->peer);
-	str_printf(&h, "\n\tby %s (sockmail) with %s id %s", s->cfg->hostname,
+	if (s->tls != NULL)
+		str_printf(&h, "\n\t(using %s)", str_c(&s->tls_info));
+	/* RFC 3848 / 6531 protocol names: ESMTPS, ESMTPSA, UTF8SMTPA, ... */
+	str_printf(&h, "\n\tby %s (sockmail) with %s%s%s id %s",
+		   s->cfg->hostname,
 		   s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
-		   s->queue_id);
+		   s->tls ? "S" : "", s->auth_user ? "A" : "", s->queue_id);
 	if (s->rcpts.n == 1)
 		str_printf(&h, "\n\tfor <%s>", s->rcpts.items[0]);
 	str_printf(&h, "; %s\n", date);
@@ -225,7 +229,8 @@ static void data_log(struct smtp_session *s, const struct data_reader *d,
 	snprintf(size, sizeof size, "%llu", (unsigned long long)d->size);
 	snprintf(nrcpt, sizeof nrcpt, "%u", s->rcpt_count);
 	log_kv(LOG_INFO, "message", "PEER", s->peer[0] ? s->peer : NULL,
-	       "QUEUE_ID", s->queue_id, "FROM", str_c(&s->sender),
+	       "USER", s->auth_user, "QUEUE_ID", s->queue_id,
+	       "FROM", str_c(&s->sender),
 	       "RCPTS", nrcpt, "SIZE", size, "RESULT", result, NULL);
 }
 

@@ -5,65 +5,36 @@
  * hands over to the session loop.  A broken config still gets the client a
  * proper 421 rather than a dropped connection.
  */
-#include <arpa/inet.h>
 #include <getopt.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "peer.h"
 #include "smtp.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: smtp-handler [-c FILE|--config=FILE] [--help] [--version]\n"
-		"Serves one SMTP session on standard input/output (inbound MX mode).\n");
-}
-
-/* The peer's address for Received: and the logs, "" when fd 0 is not a
- * socket (a pipe in a test, or a local caller). */
-static void smtp_peer(struct smtp_session *s)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	s->peer[0] = '\0';
-	if (getpeername(0, (struct sockaddr *)&ss, &len) != 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &in->sin_addr, s->peer, sizeof s->peer);
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		char buf[INET6_ADDRSTRLEN];
-		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12],
-				  s->peer, sizeof s->peer);
-		else if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf))
-			snprintf(s->peer, sizeof s->peer, "IPv6:%s", buf);
-	}
+		"usage: smtp-handler [-c FILE|--config=FILE] [--tls=implicit]\n"
+		"                    [--help] [--version]\n"
+		"Serves one SMTP session on standard input/output (inbound MX mode).\n"
+		"  --tls=implicit   TLS from the first byte (port 465)\n");
 }
 
 /* The config could not be loaded: say so to the operator and the client. */
 __attribute__((noreturn)) static void smtp_config_failure(const char *msg)
 {
-	log_msg(LOG_ERR, "%s", msg);
 	char host[256] = "localhost";
 	if (gethostname(host, sizeof host) != 0)
 		strcpy(host, "localhost");
 	host[sizeof host - 1] = '\0';
-	char reply[320];
-	int n = snprintf(reply, sizeof reply,
-			 "421 4.3.0 %s Service temporarily unavailable\r\n",
-			 host);
-	ssize_t w = write(1, reply, (size_t)n < sizeof reply ? (size_t)n
-							      : sizeof reply - 1);
-	(void)w;
-	exit(1);
+	struct str line = STR_INIT;
+	str_printf(&line, "421 4.3.0 %s Service temporarily unavailable", host);
+	peer_refuse(str_c(&line), msg);
 }
 
 int main(int argc, char **argv)
@@ -72,9 +43,11 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "tls", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_arg = NULL;
+	bool implicit_tls = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
 		switch (c) {
@@ -84,6 +57,13 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'T':
+			if (strcmp(optarg, "implicit") != 0) {
+				fprintf(stderr, "smtp-handler: --tls takes \"implicit\"\n");
+				return 2;
+			}
+			implicit_tls = true;
+			break;
 		case 'V':
 			puts("smtp-handler (sockmail) " SOCKMAIL_VERSION);
 			return 0;
@@ -106,7 +86,9 @@ int main(int argc, char **argv)
 
 	static struct smtp_session s;
 	s.cfg = &cfg;
-	smtp_peer(&s);
-	stream_init(&s.io, 0, 1, cfg.smtp_timeout, 4096);
+	peer_address(0, s.peer);
+	stream_init(&s.io, 0, 1, cfg.smtp_timeout, SMTP_AUTH_LINE_MAX + 2);
+	if (implicit_tls)
+		smtp_start_tls(&s);
 	smtp_session_run(&s);
 }

@@ -63,7 +63,11 @@ void smtp_exit(struct smtp_session *s, const char *result)
 	char msgs[16];
 	snprintf(msgs, sizeof msgs, "%u", s->messages);
 	log_kv(LOG_INFO, "session end", "PEER", s->peer[0] ? s->peer : NULL,
-	       "HELO", s->helo, "MESSAGES", msgs, "RESULT", result, NULL);
+	       "HELO", s->helo, "USER", s->auth_user,
+	       "TLS", s->tls ? str_c(&s->tls_info) : NULL, "MESSAGES", msgs,
+	       "RESULT", result, NULL);
+	if (s->tls != NULL)
+		tls_conn_close(s->tls);
 	/* Free everything, so that valgrind and LeakSanitizer see a clean
 	 * exit and a real leak stands out. */
 	smtp_transaction_reset(s);
@@ -71,6 +75,8 @@ void smtp_exit(struct smtp_session *s, const char *result)
 	strlist_free(&s->rcpts);
 	strlist_free(&s->mailboxes);
 	free(s->helo);
+	free(s->auth_user);
+	str_free(&s->tls_info);
 	if (s->users != NULL)
 		userdb_close(s->users);
 	stream_free(&s->io);
@@ -106,6 +112,10 @@ static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 		   (unsigned long long)s->cfg->message_size_limit);
 	smtp_reply(s, "250-8BITMIME");
 	smtp_reply(s, "250-SMTPUTF8");
+	if (s->tls == NULL && tls_configured(s->cfg))
+		smtp_reply(s, "250-STARTTLS");
+	if (smtp_auth_allowed(s))
+		smtp_reply(s, "250-AUTH PLAIN LOGIN");
 	smtp_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -199,7 +209,7 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 	mailaddr_free(&a);
 }
 
-static bool smtp_open_users(struct smtp_session *s)
+bool smtp_open_users(struct smtp_session *s)
 {
 	if (s->users != NULL)
 		return true;
@@ -327,6 +337,52 @@ static void cmd_rcpt(struct smtp_session *s, char *arg)
 	mailaddr_free(&a);
 }
 
+void smtp_start_tls(struct smtp_session *s)
+{
+	struct str err = STR_INIT;
+	s->tls = tls_server_start(s->cfg, 0, 1, s->cfg->smtp_timeout, &err);
+	if (s->tls == NULL) {
+		log_kv(LOG_NOTICE, "TLS handshake failed", "PEER",
+		       s->peer[0] ? s->peer : NULL, "ERROR", str_c(&err), NULL);
+		str_free(&err);
+		s->io.status = STREAM_ERROR;	/* nothing more can be said */
+		smtp_exit(s, "TLS handshake failed");
+	}
+	stream_set_transport(&s->io, tls_conn_transport(s->tls));
+	tls_conn_describe(s->tls, &s->tls_info);
+}
+
+/* RFC 3207.  Whatever the client sent after STARTTLS in plaintext is
+ * dropped, never executed inside TLS (CVE-2011-0411), and the session
+ * starts over: the client must EHLO again. */
+static void cmd_starttls(struct smtp_session *s, const char *arg)
+{
+	if (*arg != '\0') {
+		smtp_reply_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls != NULL) {
+		smtp_reply_error(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!tls_configured(s->cfg)) {
+		smtp_reply_error(s, "454 4.7.0 TLS not available");
+		return;
+	}
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	if (stream_flush(&s->io) != STREAM_OK)
+		smtp_exit(s, "lost connection");
+	stream_discard_input(&s->io);
+	smtp_start_tls(s);
+	/* RFC 3207 4.2: forget everything learnt before TLS, AUTH too. */
+	free(s->helo);
+	s->helo = NULL;
+	free(s->auth_user);
+	s->auth_user = NULL;
+	s->esmtp = false;
+	smtp_transaction_reset(s);
+}
+
 static void cmd_data(struct smtp_session *s, const char *arg)
 {
 	if (*arg != '\0') {
@@ -359,6 +415,10 @@ static void smtp_command(struct smtp_session *s, char *line)
 		cmd_rcpt(s, arg);
 	else if (strcasecmp(line, "DATA") == 0)
 		cmd_data(s, arg);
+	else if (strcasecmp(line, "STARTTLS") == 0)
+		cmd_starttls(s, arg);
+	else if (strcasecmp(line, "AUTH") == 0)
+		smtp_auth(s, arg);
 	else if (strcasecmp(line, "RSET") == 0) {
 		smtp_transaction_reset(s);
 		smtp_reply(s, "250 2.0.0 Ok");
@@ -382,7 +442,9 @@ static char *smtp_read_command(struct smtp_session *s, char *buf)
 {
 	const char *line;
 	size_t len;
-	int r = stream_getline(&s->io, SMTP_LINE_MAX, &line, &len);
+	/* AUTH lines may be long (RFC 4954); every other command must fit
+	 * in 512 octets, checked below. */
+	int r = stream_getline(&s->io, SMTP_AUTH_LINE_MAX, &line, &len);
 	if (r == STREAM_TOOLONG) {
 		if (stream_skip_line(&s->io) == STREAM_OK) {
 			smtp_reply_error(s, "500 5.5.2 Line too long");
@@ -397,10 +459,15 @@ static char *smtp_read_command(struct smtp_session *s, char *buf)
 	}
 	if (r != STREAM_OK)
 		smtp_exit(s, "lost connection");
+	size_t raw_len = len;
 	if (len > 0 && line[len - 1] == '\n')
 		len--;
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
+	if (raw_len > SMTP_LINE_MAX && strncasecmp(line, "AUTH ", 5) != 0) {
+		smtp_reply_error(s, "500 5.5.2 Line too long");
+		return NULL;
+	}
 	if (memchr(line, '\0', len) != NULL) {
 		smtp_reply_error(s, "500 5.5.2 Error: NUL character in command");
 		return NULL;
@@ -412,7 +479,7 @@ static char *smtp_read_command(struct smtp_session *s, char *buf)
 
 void smtp_session_run(struct smtp_session *s)
 {
-	char buf[SMTP_LINE_MAX + 1];
+	static char buf[SMTP_AUTH_LINE_MAX + 1];
 	smtp_reply(s, "220 %s ESMTP sockmail", s->cfg->hostname);
 	for (;;) {
 		char *line = smtp_read_command(s, buf);

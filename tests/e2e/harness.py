@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -39,7 +40,8 @@ WAIT = 20.0  # polling for files and processes
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:")
 # Variables the handler should see (systemd-socket-activate passes only a few).
-PASS_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ")
+PASS_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ",
+            "SOCKMAIL_TLS_MODULE")
 
 
 def program(name):
@@ -148,6 +150,7 @@ def maildir_check_file(tc, name, content):
 
 RECEIVED = re.compile(
     rb"^Received: from (?P<helo>\S+)(?: \((?P<peer>[^)]*)\))?"
+    rb"(?: \((?P<tls>using [^()]*(?:\([^()]*\)[^()]*)*)\))?"
     rb" by (?P<by>\S+) \(sockmail\) with (?P<with>[A-Z0-9]+) id (?P<id>[^;\s]+)"
     rb"(?: for <(?P<for>[^>]*)>)?; ?(?P<date>.+)$")
 
@@ -158,6 +161,8 @@ def split_delivered(tc, content):
       Return-Path: <sender>\\n
       Received: from HELO ([IP])\\n\\tby HOST (sockmail) with P id QID\\n
       \\tfor <rcpt>; DATE\\n
+    (with TLS, "\\t(using TLSv1.3 with cipher C (256/256 bits))\\n" comes
+    before "\\tby": the match's "tls" group, without the parentheses)
     The Received header is matched unfolded, so where the folds are (and
     "id QID; DATE" or "id QID;\\n\\tDATE" without a for clause) is free,
     except that the first line must be "Received: from HELO ([IP])"."""
@@ -267,7 +272,7 @@ class SMTPClient:
     def _fill(self):
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             data = b""
         if not data:
             self.closed_by_peer = True
@@ -315,7 +320,7 @@ class SMTPClient:
         while True:
             try:
                 data = self.sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
                 data = b""
             if not data:
                 self.closed_by_peer = True
@@ -324,6 +329,19 @@ class SMTPClient:
         if self.buf or extra:
             raise ProtocolError("unexpected bytes before close: %r"
                                 % (self.buf + extra))
+
+    def starttls(self, context, server_hostname=None, session=None):
+        """Wrap the connection in TLS (after a 220 to STARTTLS, or right
+        after connecting for implicit TLS).  Nothing may be buffered: bytes
+        the server sent in plaintext after its 220 would be an error."""
+        if self.buf:
+            raise ProtocolError("plaintext bytes after the 220: %r" % self.buf)
+        self.transcript.append(("C", b"<TLS handshake>"))
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname,
+                                        session=session)
+        self.transcript.append(("S", ("<TLS %s %s>" % (
+            self.sock.version(), self.sock.cipher()[0])).encode()))
+        return self.sock
 
     def nothing_pending(self):
         """True if no reply bytes are buffered (does not wait)."""
@@ -446,8 +464,12 @@ class SockmailServer:
         return self.ctl("alias", "add", address, *targets, check=check)
 
     # -- the listener
-    def start(self):
-        exe = program("smtp-handler")
+    def start(self, args=(), env=None, handler="smtp-handler"):
+        """Start the listener; args are extra handler arguments (e.g.
+        ["--tls=implicit"]), env extra variables for the handler (e.g.
+        {"SOCKMAIL_TEST_PEER": "192.0.2.7"}), handler the program in BUILD
+        to run per connection ("pop3-handler", ...).  Returns the port."""
+        exe = program(handler)
         if not os.access(exe, os.X_OK):
             raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
         last = None
@@ -456,9 +478,11 @@ class SockmailServer:
             argv = [ACTIVATE, "--accept", "--inetd",
                     "-l", "127.0.0.1:%d" % port]
             for v in PASS_ENV:
-                if v in os.environ:
+                if v in os.environ and v not in (env or {}):
                     argv += ["-E", v]
-            argv += [exe, "-c", self.conf_path]
+            for k, v in (env or {}).items():
+                argv += ["-E", "%s=%s" % (k, v)]
+            argv += [exe, "-c", self.conf_path] + list(args)
             errf = open(self.stderr_path, "ab")
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=errf,
@@ -497,6 +521,11 @@ class SockmailServer:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def stderr_lines(self, regex):
+        """Handler stderr lines matching regex (re.search)."""
+        r = re.compile(regex)
+        return [l for l in self.stderr_text().splitlines() if r.search(l)]
 
     def sanitizer_reports(self):
         text = self.stderr_text()
@@ -592,13 +621,20 @@ class SockmailTestCase(unittest.TestCase):
 
     CONF = {}
     START = True
+    ARGS = ()  # extra smtp-handler arguments
+    ENV = {}  # extra environment for the handler
+    HANDLER = "smtp-handler"  # the program the listener starts
 
     def setUp(self):
-        self.srv = SockmailServer(self.CONF)
+        self.srv = SockmailServer(self.config())
         self.addCleanup(self.srv.cleanup)
         self.populate()
         if self.START:
-            self.srv.start()
+            self.srv.start(self.ARGS, self.ENV, self.HANDLER)
+
+    def config(self):
+        """The config keys of the server (CONF by default)."""
+        return dict(self.CONF)
 
     def populate(self):
         s = self.srv

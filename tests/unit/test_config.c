@@ -485,6 +485,29 @@ static void test_config_path(void **state)
 	unsetenv("SOCKMAIL_CONFIG");
 }
 
+/* pop3_timeout: 10 minutes by default (the RFC 1939 minimum), any other
+ * duration of at least 1 second when set. */
+static void test_pop3_timeout(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	config_defaults(&cfg);
+	assert_int_equal(cfg.pop3_timeout, 600);
+	config_free(&cfg);
+	load_ok(&cfg, "pop3_timeout = 15m\n");
+	assert_int_equal(cfg.pop3_timeout, 900);
+	config_free(&cfg);
+	load_ok(&cfg, "pop3_timeout = 2\n");
+	assert_int_equal(cfg.pop3_timeout, 2);
+	config_free(&cfg);
+	assert_load_error("pop3_timeout = 0\n",
+			  "1: pop3_timeout = '0': must not be 0");
+	assert_load_error("pop3_timeout = 10x\n",
+			  "1: pop3_timeout = '10x': not a valid duration "
+			  "(like 90s, 15m, 4h, 5d)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +524,7 @@ int main(void)
 		cmocka_unit_test(test_error_keeps_earlier_values),
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_config_path),
+		cmocka_unit_test(test_pop3_timeout),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
