@@ -6,11 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "str.h"
@@ -39,6 +42,11 @@ void stream_init(struct stream *s, int in_fd, int out_fd, unsigned timeout,
 	 * forever: every wait goes through poll() with the timeout. */
 	stream_set_nonblock(in_fd);
 	stream_set_nonblock(out_fd);
+	/* Replies leave in whole flushes already; Nagle would only hold a
+	 * TLS flight or a lone reply back for a delayed ACK.  Not a socket
+	 * (a pipe in a test): nothing to do. */
+	int one = 1;
+	(void)setsockopt(out_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 void stream_free(struct stream *s)

@@ -29,7 +29,12 @@ static char *tls_module_error;
 
 bool tls_configured(const struct config *cfg)
 {
-	return cfg->tls_cert[0] != '\0' || cfg->tls_cert_dir[0] != '\0';
+	/* One access() rather than a promise we cannot keep: offering
+	 * STARTTLS with an unreadable certificate would turn a working
+	 * plaintext session into a dead one (the client gets 454 instead). */
+	if (cfg->tls_cert[0] != '\0')
+		return access(cfg->tls_cert, R_OK) == 0;
+	return cfg->tls_cert_dir[0] != '\0';
 }
 
 /* $SOCKMAIL_TLS_MODULE (for tests; ignored in a setuid program), else

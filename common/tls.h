@@ -31,8 +31,8 @@
 
 struct tls_conn;
 
-/* True if the config names a certificate (tls_cert or tls_cert_dir), so
- * STARTTLS can be offered.  Loads nothing. */
+/* True if the config names a certificate that can be read (tls_cert) or
+ * a tls_cert_dir, so STARTTLS can be offered.  Loads nothing. */
 bool tls_configured(const struct config *cfg);
 
 /*

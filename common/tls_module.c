@@ -428,6 +428,11 @@ static int tls_handshake(struct tls_session *t, unsigned timeout, char *err,
 		    ++warnings <= HANDSHAKE_MAX_WARNINGS)
 			continue;
 		handshake_error(t, r, err, errlen);
+		/* Tell the peer why (RFC 8446 6.2: e.g. protocol_version for
+		 * TLS 1.1), best effort: it may be gone already. */
+		if (r != GNUTLS_E_PREMATURE_TERMINATION &&
+		    r != GNUTLS_E_PUSH_ERROR && r != GNUTLS_E_PULL_ERROR)
+			(void)gnutls_alert_send_appropriate(t->gs, r);
 		return -1;
 	}
 }
