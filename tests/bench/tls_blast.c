@@ -12,6 +12,8 @@
  */
 #include <gnutls/gnutls.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +88,8 @@ static int dial(const char *host, const char *port)
 	if (fd >= 0) {
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		int one = 1;	/* as mail clients do: no Nagle delays */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 			close(fd);
 			fd = -1;
