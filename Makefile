@@ -116,6 +116,7 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(HELPER_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) $(PYTHON) tests/bench/bench.py
+	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench_tls.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/libexec/sockmail $(DESTDIR)$(PREFIX)/sbin
