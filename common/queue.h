@@ -4,9 +4,13 @@
  * edits).
  *
  * Layout:
- *   <spool_dir>/msg/<id>     the message: LF line ends, our Received: on
- *                            top, no Return-Path (added at final delivery);
- *                            written once, never changed
+ *   <spool_dir>/msg/<id>     the message: LF line ends, exactly the bytes a
+ *                            Maildir copy has, so one file serves both: it
+ *                            starts with "Return-Path: <sender>" and our
+ *                            Received:.  A runner relaying it to another
+ *                            MTA leaves out that first Return-Path line;
+ *                            local delivery uses the file as it is.
+ *                            Written once, never changed
  *   <spool_dir>/tmp/         where a message file is written (O_TMPFILE)
  *   <spool_dir>/queue.tdb    one envelope record per message, key "Q:<id>"
  *   <spool_dir>/trigger      touched after each enqueue: the systemd path
