@@ -45,8 +45,9 @@ COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBCOMMON = $(BUILD)/libcommon.a
 TLS_MODULE = $(BUILD)/sockmail-tls.so
 
-PROGRAMS = smtp-handler sockmailctl
+PROGRAMS = smtp-handler pop3-handler sockmailctl
 SMTP_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard smtp-handler/*.c))
+POP3_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard pop3-handler/*.c))
 CTL_OBJ = $(BUILD)/obj/ctl/sockmailctl.o
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -75,10 +76,19 @@ $(TLS_MODULE): common/tls_module.c common/tls_module.h
 $(BUILD)/smtp-handler: $(SMTP_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/pop3-handler: $(POP3_OBJ) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/sockmailctl: $(CTL_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# test_pop3_* also link pop3-handler's command parser.
+$(BUILD)/tests/test_pop3_%: $(BUILD)/obj/tests/unit/test_pop3_%.o \
+			    $(BUILD)/obj/pop3-handler/pop3_cmd.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
@@ -121,11 +131,13 @@ bench: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/libexec/sockmail $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/smtp-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
+	install -m 0755 $(BUILD)/pop3-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/sockmailctl $(DESTDIR)$(PREFIX)/sbin/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/smtp-handler
+	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/pop3-handler
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/sockmail-tls.so
 	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmailctl
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/sockmail
