@@ -1,8 +1,8 @@
 #!/bin/sh
 # `make run`: a demo sockmail on loopback high ports, state in ./run/.
 # Creates the demo domain example.test with user demo@example.test
-# (password "demo"), a self-signed certificate, and serves SMTP on
-# 127.0.0.1:2525 until Ctrl-C.
+# (password "demo"), a self-signed certificate, and serves SMTP and POP3 on
+# loopback high ports until Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -10,6 +10,19 @@ top=$(pwd)
 run="$top/run"
 mkdir -p "$run/mail" "$run/state" "$run/spool"
 conf="$run/sockmail.conf"
+if [ ! -f "$run/cert.pem" ] && command -v certtool >/dev/null 2>&1; then
+	certtool --generate-privkey --key-type=ecdsa --outfile "$run/key.pem" >/dev/null 2>&1
+	cat > "$run/cert.cfg" <<CFG
+cn = mail.example.test
+dns_name = mail.example.test
+dns_name = localhost
+ip_address = 127.0.0.1
+expiration_days = 365
+tls_www_server
+CFG
+	certtool --generate-self-signed --load-privkey "$run/key.pem" \
+		--template "$run/cert.cfg" --outfile "$run/cert.pem" >/dev/null 2>&1
+fi
 cat > "$conf" <<CONF
 # written by make run
 hostname = mail.example.test
@@ -17,18 +30,8 @@ mail_dir = $run/mail
 state_dir = $run/state
 spool_dir = $run/spool
 CONF
-if [ ! -f "$run/cert.pem" ] && command -v certtool >/dev/null 2>&1; then
-	certtool --generate-privkey --key-type=ecdsa --outfile "$run/key.pem" >/dev/null 2>&1
-	cat > "$run/cert.cfg" <<CFG
-cn = mail.example.test
-dns_name = mail.example.test
-dns_name = localhost
-expiration_days = 365
-tls_www_server
-CFG
-	certtool --generate-self-signed --load-privkey "$run/key.pem" \
-		--template "$run/cert.cfg" --outfile "$run/cert.pem" >/dev/null 2>&1
-fi
+[ -f "$run/cert.pem" ] && printf 'tls_cert = %s\ntls_key = %s\n' \
+	"$run/cert.pem" "$run/key.pem" >> "$conf"
 ctl="$BUILD/sockmailctl -c $conf"
 $ctl domain list 2>/dev/null | grep -qx example.test || $ctl domain add example.test
 $ctl user list example.test | grep -qx demo@example.test ||
@@ -37,18 +40,34 @@ $ctl alias list example.test | grep -q '^postmaster@example.test' ||
 	$ctl alias add postmaster@example.test demo@example.test
 
 SMTP_PORT=${SMTP_PORT:-2525}
+POP3_PORT=${POP3_PORT:-1110}
+POP3S_PORT=${POP3S_PORT:-1995}
 pids=""
 trap 'kill $pids 2>/dev/null; exit 0' INT TERM EXIT
-systemd-socket-activate --inetd --accept -l 127.0.0.1:$SMTP_PORT \
-	"$top/$BUILD/smtp-handler" -c "$conf" &
-pids="$pids $!"
+serve() {	# port, program, arguments...
+	port=$1
+	shift
+	systemd-socket-activate --inetd --accept -l 127.0.0.1:$port "$@" \
+		2>>"$run/handlers.log" &
+	pids="$pids $!"
+}
+serve $SMTP_PORT "$top/$BUILD/smtp-handler" -c "$conf"
+serve $POP3_PORT "$top/$BUILD/pop3-handler" -c "$conf"
+serve $POP3S_PORT "$top/$BUILD/pop3-handler" -c "$conf" --tls=implicit
 cat <<MSG
 
-sockmail is running (state in $run):
-  SMTP  127.0.0.1:$SMTP_PORT   (inbound MX: mail for demo@example.test)
-  Maildir of demo@example.test: $run/mail/example.test/demo/
+sockmail is running (state in $run, handler logs in $run/handlers.log):
+  SMTP   127.0.0.1:$SMTP_PORT   inbound MX: mail for demo@example.test
+                          (STARTTLS; AUTH PLAIN/LOGIN)
+  POP3   127.0.0.1:$POP3_PORT   STLS, USER/PASS, AUTH PLAIN
+  POP3S  127.0.0.1:$POP3S_PORT   implicit TLS
+  login: demo@example.test  password: demo   (self-signed certificate:
+  $run/cert.pem)
 
 Try:  swaks --server 127.0.0.1:$SMTP_PORT --to demo@example.test
+      curl -k pop3s://demo%40example.test:demo@127.0.0.1:$POP3S_PORT/1
+In a mail client: incoming POP3 127.0.0.1 port $POP3_PORT (STARTTLS) or
+$POP3S_PORT (SSL/TLS), user demo@example.test.
 Stop with Ctrl-C.
 MSG
 wait
