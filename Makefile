@@ -45,10 +45,11 @@ COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBCOMMON = $(BUILD)/libcommon.a
 TLS_MODULE = $(BUILD)/sockmail-tls.so
 
-PROGRAMS = smtp-handler pop3-handler sockmailctl
+PROGRAMS = smtp-handler pop3-handler sockmailctl sendmail
 SMTP_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard smtp-handler/*.c))
 POP3_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard pop3-handler/*.c))
 CTL_OBJ = $(BUILD)/obj/ctl/sockmailctl.o
+SENDMAIL_OBJ = $(BUILD)/obj/ctl/sendmail.o
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -80,6 +81,9 @@ $(BUILD)/pop3-handler: $(POP3_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/sockmailctl: $(CTL_OBJ) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/sendmail: $(SENDMAIL_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIBCOMMON)
@@ -134,12 +138,14 @@ install: all
 	install -m 0755 $(BUILD)/pop3-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/sockmailctl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BUILD)/sendmail $(DESTDIR)$(PREFIX)/sbin/sockmail-sendmail
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/smtp-handler
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/pop3-handler
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/sockmail-tls.so
 	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmailctl
+	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmail-sendmail
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/sockmail
 
 clean:

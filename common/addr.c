@@ -523,3 +523,63 @@ void mailaddr_free(struct mailaddr *a)
 	free(a->domain);
 	memset(a, 0, sizeof *a);
 }
+
+/* One element of an address list, [p, end): the part in <> if there is
+ * one, else the element without white space. */
+static void header_list_item(const char *p, const char *end, const char *lt,
+			     const char *gt, struct strlist *out)
+{
+	struct str addr = STR_INIT;
+	if (lt != NULL && gt != NULL) {
+		str_append_n(&addr, lt + 1, (size_t)(gt - lt - 1));
+	} else {
+		const char *colon = NULL;	/* "group: a@b" */
+		for (const char *c = p; c < end; c++)
+			if (*c == ':' && colon == NULL && !memchr(p, '@', (size_t)(c - p)))
+				colon = c;
+		int depth = 0;	/* comments go */
+		for (const char *c = colon ? colon + 1 : p; c < end; c++) {
+			if (*c == '(')
+				depth++;
+			else if (*c == ')' && depth > 0)
+				depth--;
+			else if (depth == 0 && *c != ' ' && *c != '\t' &&
+				 *c != '\r' && *c != '\n' && *c != ';')
+				str_append_c(&addr, *c);
+		}
+	}
+	if (addr.len > 0)
+		strlist_add(out, str_c(&addr));
+	str_free(&addr);
+}
+
+void addr_header_list(const char *value, struct strlist *out)
+{
+	const char *p = value;
+	while (*p != '\0') {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' ||
+		       *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		const char *end = p, *lt = NULL, *gt = NULL;
+		int depth = 0;
+		bool quoted = false;
+		for (; *end && (quoted || depth || *end != ','); end++) {
+			if (*end == '\\' && end[1] != '\0')
+				end++;
+			else if (*end == '"')
+				quoted = !quoted;
+			else if (!quoted && *end == '(')
+				depth++;
+			else if (!quoted && *end == ')' && depth > 0)
+				depth--;
+			else if (!quoted && !depth && *end == '<')
+				lt = end;
+			else if (!quoted && !depth && *end == '>' && lt)
+				gt = end;
+		}
+		header_list_item(p, end, lt, gt, out);
+		p = end;
+	}
+}

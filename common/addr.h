@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "str.h"
+#include "strlist.h"
 
 #define ADDR_MAX_LOCAL 64
 #define ADDR_MAX_DOMAIN 255
@@ -62,5 +63,11 @@ void addr_lowercase(char *s);
 bool addr_valid_domain(const char *s);
 
 void mailaddr_free(struct mailaddr *a);
+
+/* The addr-specs of an RFC 5322 address-list header field value (To:, Cc:,
+ * From: ...): "Name <a@b>", bare a@b, comma-separated lists, comments and
+ * quoted display names skipped, groups' members taken.  Appended to *out
+ * as written (not validated: check with addr_parse_mailbox). */
+void addr_header_list(const char *value, struct strlist *out);
 
 #endif

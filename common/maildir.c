@@ -157,12 +157,13 @@ int mailfile_open(struct mailfile *f, const char *maildir)
 	struct str p = STR_INIT;
 	str_printf(&p, "%s/tmp", maildir);
 	/* Unnamed until delivered: a crash or kill leaves nothing behind. */
-	f->fd = open(str_c(&p), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	/* O_RDWR, not O_WRONLY: the cross-file-system copy reads it back. */
+	f->fd = open(str_c(&p), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
 			  errno == EINVAL)) {
 		str_append_c(&p, '/');
 		maildir_unique_name(&p);
-		f->fd = open(str_c(&p), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		f->fd = open(str_c(&p), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			     0600);
 		if (f->fd >= 0)
 			f->tmp_path = xstrdup(str_c(&p));
@@ -234,8 +235,54 @@ static int fsync_dir(const char *path)
 	return ret;
 }
 
-/* Copy the finished file into maildir/tmp/, fsync it and rename it to
- * target: for a Maildir on another file system than the first one. */
+/* Write the finished file's bytes to out.  copy_file_range() refuses
+ * most copies across file systems (EXDEV), which is the case this is for,
+ * so it falls back to pread/write through the (flushed, empty) buffer. */
+static int mailfile_copy_data(struct mailfile *f, int out)
+{
+	off_t off = 0;
+	bool plain = false;
+
+	while ((uint64_t)off < f->size) {
+		size_t want = (size_t)(f->size - (uint64_t)off);
+		ssize_t n;
+		if (!plain) {
+			n = copy_file_range(f->fd, &off, out, NULL, want, 0);
+			if (n < 0 && errno != EINTR && errno != EIO &&
+			    errno != ENOSPC && errno != EDQUOT) {
+				plain = true;
+				continue;
+			}
+		} else {
+			if (want > MAILFILE_BUF_SIZE)
+				want = MAILFILE_BUF_SIZE;
+			n = pread(f->fd, f->buf, want, off);
+			if (n > 0) {
+				for (ssize_t done = 0, w; done < n; done += w) {
+					w = write(out, f->buf + done,
+						  (size_t)(n - done));
+					if (w < 0 && errno == EINTR)
+						w = 0;
+					else if (w <= 0)
+						return -1;
+				}
+				off += n;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;	/* shorter than written */
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Copy the finished file into maildir/tmp/, fsync it and link it as
+ * target: for a Maildir on another file system than the first one, or
+ * when /proc is missing for linking an O_TMPFILE. */
 static int mailfile_copy_to(struct mailfile *f, const char *maildir,
 			    const char *name, const char *target)
 {
@@ -245,24 +292,16 @@ static int mailfile_copy_to(struct mailfile *f, const char *maildir,
 		       0600);
 	int ret = -1;
 	if (out >= 0) {
-		off_t off = 0;
-		ret = 0;
-		while (ret == 0 && (uint64_t)off < f->size) {
-			ssize_t n = copy_file_range(f->fd, &off, out, NULL,
-						    (size_t)(f->size - (uint64_t)off), 0);
-			if (n <= 0)
-				ret = -1;
-		}
+		ret = mailfile_copy_data(f, out);
 		if (ret == 0)
 			ret = fsync(out);
 		close(out);
+		/* link, not rename: an existing target stays (EEXIST) */
 		if (ret == 0)
-			ret = rename(str_c(&tmp), target);
-		if (ret != 0) {
-			int saved = errno;
-			unlink(str_c(&tmp));
-			errno = saved;
-		}
+			ret = link(str_c(&tmp), target);
+		int saved = errno;
+		unlink(str_c(&tmp));
+		errno = saved;
 	}
 	str_free(&tmp);
 	return ret;
@@ -277,6 +316,45 @@ static int mailfile_link_to(struct mailfile *f, const char *target)
 	return linkat(AT_FDCWD, proc, AT_FDCWD, target, AT_SYMLINK_FOLLOW);
 }
 
+/* Link (or copy through copy_dir/tmp/) the finished file as target, which
+ * must not exist yet, then fsync target's directory; a target that cannot
+ * be made durable is removed again. */
+static int mailfile_place(struct mailfile *f, const char *copy_dir,
+			  const char *target)
+{
+	int ret = mailfile_link_to(f, target);
+	if (ret != 0 && (errno == EXDEV || errno == ENOENT)) {
+		const char *slash = strrchr(target, '/');
+		ret = mailfile_copy_to(f, copy_dir, slash ? slash + 1 : target,
+				       target);
+	}
+	if (ret != 0)
+		return -1;
+
+	const char *slash = strrchr(target, '/');
+	struct str dir = STR_INIT;
+	if (slash == NULL)
+		str_append(&dir, ".");
+	else if (slash == target)
+		str_append(&dir, "/");
+	else
+		str_append_n(&dir, target, (size_t)(slash - target));
+	ret = fsync_dir(str_c(&dir));
+	if (ret != 0) {
+		int saved = errno;
+		unlink(target);
+		errno = saved;
+	}
+	str_free(&dir);
+	return ret;
+}
+
+int mailfile_link_as(struct mailfile *f, const char *path,
+		     const char *copy_dir)
+{
+	return mailfile_place(f, copy_dir, path);
+}
+
 int mailfile_deliver(struct mailfile *f, const char *maildir, struct str *name)
 {
 	struct str base = STR_INIT, target = STR_INIT;
@@ -288,21 +366,8 @@ int mailfile_deliver(struct mailfile *f, const char *maildir, struct str *name)
 			   f->size + f->newlines);
 		str_clear(&target);
 		str_printf(&target, "%s/new/%s", maildir, str_c(&base));
-		ret = mailfile_link_to(f, str_c(&target));
-		if (ret != 0 && (errno == EXDEV || errno == ENOENT))
-			ret = mailfile_copy_to(f, maildir, str_c(&base),
-					       str_c(&target));
+		ret = mailfile_place(f, maildir, str_c(&target));
 	} while (ret != 0 && errno == EEXIST);
-	if (ret == 0) {
-		str_truncate(&target, target.len - base.len - 1);
-		ret = fsync_dir(str_c(&target));
-		if (ret != 0) {
-			int saved = errno;
-			str_printf(&target, "/%s", str_c(&base));
-			unlink(str_c(&target));
-			errno = saved;
-		}
-	}
 	if (ret == 0 && name != NULL)
 		str_append(name, str_c(&base));
 	str_free(&base);

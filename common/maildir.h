@@ -55,6 +55,12 @@ int mailfile_finish(struct mailfile *f);
 /* Link the finished file into maildir/new/ and fsync new/.  The name given
  * (base name only) is appended to *name if name is not NULL.  -1 + errno. */
 int mailfile_deliver(struct mailfile *f, const char *maildir, struct str *name);
+/* Link the finished file under exactly path (which must not exist: EEXIST)
+ * and fsync path's directory: for a spool that names its files itself.
+ * Across file systems the file is copied through copy_dir/tmp/, which must
+ * be on path's file system.  0, or -1 + errno with nothing left at path. */
+int mailfile_link_as(struct mailfile *f, const char *path,
+		     const char *copy_dir);
 /* Close and remove what is left of the writing file. */
 void mailfile_close(struct mailfile *f);
 

@@ -27,6 +27,13 @@
  * deleting it) holds flock(LOCK_EX) on its msg/<id> file; the lock dies
  * with the process, so kill -9 leaves nothing stale.  Envelope updates are
  * tdb transactions.
+ *
+ * Each call opens queue.tdb and closes it again, so a process may fork
+ * freely; but tdb's fcntl locks belong to the process, so threads of one
+ * process must not call these functions at once (parallel deliveries are
+ * processes).
+ *
+ * The envelope record format and its bounds are described in queue.c.
  */
 #ifndef SOCKMAIL_QUEUE_H
 #define SOCKMAIL_QUEUE_H
@@ -88,6 +95,10 @@ void queue_new_id(char id[QUEUE_ID_MAX]);
  * here: every recipient RCPT_PENDING, due now).  queue_commit returns 0
  * once the message is durable, -1 with errno or *err otherwise (nothing is
  * left queued).  queue_open_file creates the spool's directories if needed.
+ * An empty env->id gets a fresh one; env->size is set from the file.  f
+ * may also have been opened in a Maildir (the same file delivered locally
+ * too): it is linked into the spool, or copied across file systems.  The
+ * caller closes f with mailfile_close() afterwards either way.
  */
 int queue_open_file(const struct config *cfg, struct mailfile *f);
 int queue_commit(const struct config *cfg, struct mailfile *f,
@@ -103,23 +114,51 @@ int queue_store(const struct config *cfg, const struct queue_envelope *env,
 int queue_remove(const struct config *cfg, const char *id, struct str *err);
 void queue_envelope_free(struct queue_envelope *env);
 
+/* Read-modify-write one envelope inside one transaction, so no concurrent
+ * change (a runner's results, a flush) is lost.  fn gets the current
+ * envelope and returns 1 to store it as changed, 0 to leave the record as
+ * it was, -1 to fail (it may fill *err).  fn must not call other queue_
+ * functions (the database is busy).  Returns 0, 1 for "no such message",
+ * -1 on error with *err. */
+int queue_update(const struct config *cfg, const char *id,
+		 int (*fn)(struct queue_envelope *env, void *arg), void *arg,
+		 struct str *err);
+
 /* Serialise / parse an envelope record (exposed for tests and fuzzing).
  * Parsing is strict and bounded: -1 on anything malformed. */
 void queue_envelope_format(const struct queue_envelope *env, struct str *out);
 int queue_envelope_parse(const char *data, size_t len,
 			 struct queue_envelope *env);
 
-/* Every message id in the queue, sorted by arrival. */
+/* Every message id in the queue, sorted by arrival, then id (ids are
+ * appended to *ids).  A record that does not parse is listed first, so
+ * that its queue_load error is seen rather than hidden. */
 int queue_list(const struct config *cfg, struct strlist *ids, struct str *err);
 
-/* The message file's path. */
+/* True for a well-formed queue id: 1 to QUEUE_ID_MAX - 1 characters of
+ * [0-9A-Za-z], so it is safe as a file name. */
+bool queue_id_valid(const char *id);
+
+/* The message file's path, appended to *out. */
 void queue_message_path(const struct config *cfg, const char *id,
 			struct str *out);
 
 /* Lock a message for work: returns an fd holding flock(LOCK_EX) on its
  * file, -1 with errno EWOULDBLOCK when someone else has it, -1/ENOENT when
- * it is gone.  Close the fd to unlock. */
+ * it is gone (EINVAL for a malformed id).  Close the fd to unlock.  Load
+ * the envelope after taking the lock, not before: the holder before us
+ * may have changed or removed it. */
 int queue_lock(const struct config *cfg, const char *id);
+
+/* Remove what a crash can leave behind: msg/ files with no envelope (a
+ * crash between link and commit, or between removing an envelope and its
+ * file) and tmp/ files (the named fallback for O_TMPFILE), when their
+ * mtime is at least older_than seconds old by the real clock.  Messages
+ * being committed right now are that young, so they are safe.  Does
+ * nothing if queue.tdb does not exist.  Returns the number of files
+ * removed, or -1 with *err. */
+int queue_clean_orphans(const struct config *cfg, time_t older_than,
+			struct str *err);
 
 /* Touch <spool_dir>/trigger (best effort) so a runner starts now. */
 void queue_trigger(const struct config *cfg);

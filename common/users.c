@@ -235,6 +235,7 @@ struct resolve_ctx {
 	struct strlist done_ok;		/* alias keys that reached someone */
 	struct strlist done_none;	/* alias keys that reached nobody */
 	unsigned expansions;
+	bool no_catchall;		/* explicit names only (sender checks) */
 };
 
 static enum userdb_resolve resolve_local(struct resolve_ctx *c,
@@ -384,7 +385,9 @@ static enum userdb_resolve resolve_local(struct resolve_ctx *c,
 		r = try_address(c, base, domain, depth);
 		free(base);
 	}
-	if (r == NOT_FOUND) {
+	if (r == NOT_FOUND && c->no_catchall) {
+		r = RESOLVE_NO_USER;
+	} else if (r == NOT_FOUND) {
 		struct str key = STR_INIT, val = STR_INIT, self = STR_INIT;
 		str_printf(&self, "@%s", domain);
 		addr_lowercase(self.data);
@@ -410,12 +413,12 @@ static void strlist_shrink(struct strlist *l, size_t n)
 		free(l->items[--l->n]);
 }
 
-enum userdb_resolve userdb_resolve(struct userdb *db, const char *local,
+static enum userdb_resolve resolve(struct userdb *db, const char *local,
 				   const char *domain, struct strlist *mailboxes,
-				   struct strlist *remote)
+				   struct strlist *remote, bool no_catchall)
 {
 	struct resolve_ctx c = { db, mailboxes, remote, STRLIST_INIT,
-				 STRLIST_INIT, STRLIST_INIT, 0 };
+				 STRLIST_INIT, STRLIST_INIT, 0, no_catchall };
 	size_t n_mailboxes = mailboxes->n, n_remote = remote->n;
 	enum userdb_resolve r;
 
@@ -440,6 +443,22 @@ enum userdb_resolve userdb_resolve(struct userdb *db, const char *local,
 	strlist_free(&c.done_ok);
 	strlist_free(&c.done_none);
 	return r;
+}
+
+enum userdb_resolve userdb_resolve(struct userdb *db, const char *local,
+				   const char *domain, struct strlist *mailboxes,
+				   struct strlist *remote)
+{
+	return resolve(db, local, domain, mailboxes, remote, false);
+}
+
+enum userdb_resolve userdb_resolve_explicit(struct userdb *db,
+					    const char *local,
+					    const char *domain,
+					    struct strlist *mailboxes,
+					    struct strlist *remote)
+{
+	return resolve(db, local, domain, mailboxes, remote, true);
 }
 
 /* ---- validation for the writers ---- */
@@ -891,7 +910,7 @@ static int check_no_loop(struct userdb *db, const struct str *key,
 {
 	struct strlist mb = STRLIST_INIT, rem = STRLIST_INIT;
 	struct resolve_ctx c = { db, &mb, &rem, STRLIST_INIT, STRLIST_INIT,
-				 STRLIST_INIT, 0 };
+				 STRLIST_INIT, 0, false };
 	enum userdb_resolve r = expand_alias(&c, key, val, self, 1);
 	int ret = 0;
 

@@ -61,6 +61,15 @@ enum userdb_resolve userdb_resolve(struct userdb *db, const char *local,
 				   const char *domain, struct strlist *mailboxes,
 				   struct strlist *remote);
 
+/* The same without catch-all aliases: the names that really exist.  A
+ * sender check uses it, or a catch-all owner could send as anyone at the
+ * domain. */
+enum userdb_resolve userdb_resolve_explicit(struct userdb *db,
+					    const char *local,
+					    const char *domain,
+					    struct strlist *mailboxes,
+					    struct strlist *remote);
+
 /* Writers (sockmailctl).  Each change is one tdb transaction; on error
  * nothing changed and *err says why (unknown domain, duplicate, ...). */
 int userdb_domain_add(struct userdb *db, const char *domain, struct str *err);

@@ -3,6 +3,9 @@
  * password hashes), aliases, and a check of the configuration and the
  * directories it names.  It is the only writer of users.tdb.
  *
+ * The queue commands show and edit the outbound queue (see queue.h); a
+ * message a queue runner is working on is not deleted or bounced.
+ *
  * Exit status: 0 done, 1 refused or failed (one line on stderr, nothing
  * changed), 2 bad usage.
  */
@@ -27,6 +30,7 @@
 #include "addr.h"
 #include "config.h"
 #include "maildir.h"
+#include "queue.h"
 #include "str.h"
 #include "strlist.h"
 #include "users.h"
@@ -60,6 +64,16 @@ static const char usage_text[] =
 	"  alias del ADDRESS [TARGET...]      delete an alias, or some of "
 	"its targets\n"
 	"  alias list [DOMAIN]                list aliases\n"
+	"  queue list                         list the queued messages "
+	"(mailq)\n"
+	"  queue show ID                      show a message's envelope and "
+	"headers\n"
+	"  queue flush                        make every queued message due "
+	"now\n"
+	"  queue delete ID                    remove a message from the "
+	"queue\n"
+	"  queue bounce ID                    return a message to its sender "
+	"now\n"
 	"  check                              check the configuration and "
 	"its directories\n"
 	"\n"
@@ -679,6 +693,482 @@ static int cmd_alias(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---- queue ---- */
+
+#define QUEUE_HEADERS_MAX 65536		/* bytes of headers "queue show" prints */
+#define QUEUE_HEADER_LINES_MAX 500
+
+static void load_config(struct ctl *c)
+{
+	struct str err = STR_INIT;
+
+	if (config_load(&c->cfg, c->config_file, &err) < 0)
+		fatal("%s", str_c(&err));
+	c->loaded = true;
+	str_free(&err);
+}
+
+/* Text from the queue (a remote server's error, a sender) made safe for a
+ * terminal: valid UTF-8 other than control characters is kept, every other
+ * byte is shown as \xHH. */
+static void append_safe(struct str *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		size_t n = 0;
+		unsigned cp = 0;
+		if (*p >= 0x20 && *p < 0x7f) {
+			n = 1;
+			cp = *p;
+		} else if (*p >= 0xc2 && *p <= 0xf4) {
+			size_t want = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+			cp = *p & (0x7f >> want);
+			n = 1;
+			while (n < want && (p[n] & 0xc0) == 0x80)
+				cp = cp << 6 | (p[n++] & 0x3f);
+			/* short, overlong, surrogate, too large, or C1 */
+			if (n != want || cp < 0xa0 ||
+			    (want == 3 && cp < 0x800) ||
+			    (want == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+			    (cp >= 0xd800 && cp <= 0xdfff))
+				n = 0;
+		}
+		if (n == 0) {
+			str_printf(out, "\\x%02X", *p);
+			p++;
+		} else {
+			str_append_n(out, p, n);
+			p += n;
+		}
+	}
+}
+
+/* "45s", "12m", "3h05m", "2d04h" */
+static void append_duration(struct str *out, long long s)
+{
+	if (s < 0)
+		s = 0;
+	if (s < 60)
+		str_printf(out, "%llds", s);
+	else if (s < 3600)
+		str_printf(out, "%lldm", s / 60);
+	else if (s < 86400)
+		str_printf(out, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		str_printf(out, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* When a pending recipient is tried next, relative to now. */
+static void append_next(struct str *out, time_t next, time_t now)
+{
+	if (next == 0)
+		str_append(out, "-");
+	else if (next <= now)
+		str_append(out, "now");
+	else {
+		str_append(out, "in ");
+		append_duration(out, (long long)(next - now));
+	}
+}
+
+static void append_time(struct str *out, time_t t)
+{
+	struct tm tm;
+	char buf[64];
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
+		str_printf(out, "@%lld", (long long)t);
+	else
+		str_append(out, buf);
+}
+
+static void append_sender(struct str *out, const char *sender)
+{
+	str_append_c(out, '<');
+	append_safe(out, sender);
+	str_append_c(out, '>');
+}
+
+struct rcpt_counts {
+	size_t pending, delivered, failed;
+};
+
+static struct rcpt_counts count_rcpts(const struct queue_envelope *env)
+{
+	struct rcpt_counts n = { 0, 0, 0 };
+
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		if (env->rcpts[i].state == RCPT_PENDING)
+			n.pending++;
+		else if (env->rcpts[i].state == RCPT_DELIVERED)
+			n.delivered++;
+		else
+			n.failed++;
+	}
+	return n;
+}
+
+/* The id the sysadmin typed, checked before anything is opened. */
+static const char *queue_id_arg(const char *sub, int argc, char **argv)
+{
+	if (argc != 2)
+		usage_error("queue %s takes one queue ID", sub);
+	if (!queue_id_valid(argv[1]))
+		fatal("invalid queue ID %s (letters and digits only)", argv[1]);
+	return argv[1];
+}
+
+static void queue_list_line(const struct queue_envelope *env, time_t now)
+{
+	struct str age = STR_INIT, next = STR_INIT, sender = STR_INIT;
+	struct str counts = STR_INIT, error = STR_INIT;
+	struct rcpt_counts n = count_rcpts(env);
+
+	append_duration(&age, (long long)(now - env->arrival));
+	append_next(&next, queue_envelope_next(env), now);
+	append_sender(&sender, env->sender);
+	str_printf(&counts, "%zu/%zu/%zu", n.pending, n.delivered, n.failed);
+	for (size_t i = 0; i < env->n_rcpts && error.len == 0; i++)
+		if (env->rcpts[i].state == RCPT_PENDING &&
+		    env->rcpts[i].last_error != NULL)
+			append_safe(&error, env->rcpts[i].last_error);
+	if (error.len == 0 && n.pending == 0 && n.failed > 0)
+		str_append(&error, "(delivery status notification due)");
+	printf("%-24s %6s %9llu %-8s %-7s %-30s %s\n", env->id, age.data,
+	       (unsigned long long)env->size, counts.data, next.data,
+	       sender.data, error.len ? error.data : "-");
+	str_free(&age);
+	str_free(&next);
+	str_free(&sender);
+	str_free(&counts);
+	str_free(&error);
+}
+
+static int queue_cmd_list(struct ctl *c)
+{
+	struct strlist ids = STRLIST_INIT;
+	struct str err = STR_INIT;
+	unsigned long long bytes = 0;
+	size_t shown = 0, pending = 0;
+	int ret = 0;
+
+	load_config(c);
+	if (queue_list(&c->cfg, &ids, &err) < 0)
+		fatal("%s", str_c(&err));
+	time_t now = queue_now();
+	for (size_t i = 0; i < ids.n; i++) {
+		struct queue_envelope env;
+		str_clear(&err);
+		int r = queue_load(&c->cfg, ids.items[i], &env, &err);
+		if (r == 1)
+			continue;	/* delivered or deleted meanwhile */
+		if (shown++ == 0)
+			printf("%-24s %6s %9s %-8s %-7s %-30s %s\n", "QUEUE ID",
+			       "AGE", "SIZE", "P/D/F", "NEXT", "SENDER",
+			       "LAST ERROR");
+		if (r < 0) {
+			printf("%-24s (%s)\n", ids.items[i], str_c(&err));
+			ret = EXIT_USER;
+			continue;
+		}
+		queue_list_line(&env, now);
+		bytes += env.size;
+		pending += count_rcpts(&env).pending;
+		queue_envelope_free(&env);
+	}
+	if (shown == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %zu message%s, %llu bytes, %zu recipient%s pending "
+		       "(P/D/F: pending/delivered/failed recipients)\n", shown,
+		       shown == 1 ? "" : "s", bytes, pending,
+		       pending == 1 ? "" : "s");
+	strlist_free(&ids);
+	str_free(&err);
+	return ret;
+}
+
+/* The message's header lines, up to the blank line, bounded. */
+static void queue_show_headers(struct ctl *c, const char *id)
+{
+	struct str path = STR_INIT, line = STR_INIT;
+	size_t total = 0, lines = 0;
+	int ch;
+
+	queue_message_path(&c->cfg, id, &path);
+	FILE *fp = fopen(path.data, "re");
+	if (fp == NULL) {
+		printf("  (cannot read %s: %s)\n", path.data, strerror(errno));
+		str_free(&path);
+		return;
+	}
+	for (;;) {
+		str_clear(&line);
+		while ((ch = getc(fp)) != EOF && ch != '\n' &&
+		       total < QUEUE_HEADERS_MAX) {
+			if (ch == '\0')
+				str_append(&line, "\\x00");	/* as text */
+			else
+				str_append_c(&line, (char)ch);
+			total++;
+		}
+		if (ch == EOF && line.len == 0)
+			break;	/* no body */
+		if (line.len == 0)
+			break;	/* the blank line */
+		struct str safe = STR_INIT;
+		append_safe(&safe, line.data);
+		printf("  %s\n", safe.data);
+		str_free(&safe);
+		if (total >= QUEUE_HEADERS_MAX ||
+		    ++lines >= QUEUE_HEADER_LINES_MAX) {
+			printf("  [... cut: more than %s of headers]\n",
+			       total >= QUEUE_HEADERS_MAX ? "64 KiB"
+							  : "500 lines");
+			break;
+		}
+		if (ch == EOF)
+			break;
+	}
+	fclose(fp);
+	str_free(&path);
+	str_free(&line);
+}
+
+static int queue_cmd_show(struct ctl *c, const char *id)
+{
+	struct queue_envelope env;
+	struct str err = STR_INIT, s = STR_INIT;
+
+	load_config(c);
+	int r = queue_load(&c->cfg, id, &env, &err);
+	if (r < 0)
+		fatal("%s", str_c(&err));
+	if (r == 1)
+		fatal("no such message %s in the queue", id);
+	time_t now = queue_now();
+	struct rcpt_counts n = count_rcpts(&env);
+
+	printf("Queue ID:      %s\n", env.id);
+	append_sender(&s, env.sender);
+	printf("Sender:        %s\n", s.data);
+	str_clear(&s);
+	if (env.auth_user != NULL)
+		append_safe(&s, env.auth_user);
+	printf("Submitted by:  %s\n", env.auth_user ? s.data : "-");
+	str_clear(&s);
+	append_time(&s, env.arrival);
+	str_append(&s, " (");
+	append_duration(&s, (long long)(now - env.arrival));
+	printf("Arrival:       %s ago)\n", s.data);
+	printf("Size:          %llu bytes\n", (unsigned long long)env.size);
+	printf("Needs:         %s%s%s\n", env.smtputf8 ? "SMTPUTF8 " : "",
+	       env.body_8bit ? "8BITMIME" : "",
+	       env.smtputf8 || env.body_8bit ? "" : "-");
+	printf("Delay notice:  %s\n", env.delay_warned ? "sent" : "not sent");
+	int fd = queue_lock(&c->cfg, id);
+	printf("Status:        %s\n",
+	       fd >= 0 ? "waiting" :
+	       errno == EWOULDBLOCK ? "being delivered by a queue runner now" :
+	       "the message file is missing");
+	if (fd >= 0)
+		close(fd);
+	printf("Recipients:    %zu (%zu pending, %zu delivered, %zu failed)\n",
+	       env.n_rcpts, n.pending, n.delivered, n.failed);
+	for (size_t i = 0; i < env.n_rcpts; i++) {
+		const struct queue_rcpt *rc = &env.rcpts[i];
+		static const char *const names[] = { "pending", "delivered",
+						     "failed" };
+		str_clear(&s);
+		append_sender(&s, rc->address);
+		printf("  %s%s\n", s.data, rc->local ? " (local mailbox)" : "");
+		printf("    state %s, %u attempt%s", names[rc->state],
+		       rc->attempts, rc->attempts == 1 ? "" : "s");
+		if (rc->state == RCPT_PENDING) {
+			str_clear(&s);
+			append_next(&s, rc->next_try, now);
+			str_append(&s, " (");
+			append_time(&s, rc->next_try);
+			printf(", next try %s)", s.data);
+		} else if (rc->state == RCPT_FAILED) {
+			printf(", %s", rc->dsn_sent ? "sender notified"
+						    : "notice to the sender due");
+		}
+		printf("\n");
+		if (rc->last_error != NULL) {
+			str_clear(&s);
+			append_safe(&s, rc->last_error);
+			printf("    last error: %s\n", s.data);
+		}
+		if (rc->orcpt != NULL) {
+			str_clear(&s);
+			append_safe(&s, rc->orcpt);
+			printf("    original recipient: %s\n", s.data);
+		}
+	}
+	printf("Headers:\n");
+	queue_show_headers(c, id);
+	queue_envelope_free(&env);
+	str_free(&err);
+	str_free(&s);
+	return 0;
+}
+
+struct flush_arg {
+	time_t now;
+	size_t changed;		/* recipients changed */
+};
+
+/* flush: every pending recipient due now. */
+static int flush_one(struct queue_envelope *env, void *arg)
+{
+	struct flush_arg *a = arg;
+	int changed = 0;
+
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		struct queue_rcpt *rc = &env->rcpts[i];
+		if (rc->state == RCPT_PENDING && rc->next_try > a->now) {
+			rc->next_try = a->now;
+			a->changed++;
+			changed = 1;
+		}
+	}
+	return changed;
+}
+
+static int queue_cmd_flush(struct ctl *c)
+{
+	struct strlist ids = STRLIST_INIT;
+	struct str err = STR_INIT;
+	struct flush_arg a = { queue_now(), 0 };
+	size_t messages = 0;
+	int ret = 0;
+
+	load_config(c);
+	if (queue_list(&c->cfg, &ids, &err) < 0)
+		fatal("%s", str_c(&err));
+	for (size_t i = 0; i < ids.n; i++) {
+		size_t before = a.changed;
+		str_clear(&err);
+		/* one transaction each: a runner's results are never lost */
+		if (queue_update(&c->cfg, ids.items[i], flush_one, &a,
+				 &err) < 0) {
+			fprintf(stderr, "sockmailctl: %s\n", str_c(&err));
+			ret = EXIT_USER;
+		}
+		messages += a.changed > before;
+	}
+	queue_trigger(&c->cfg);
+	printf("%zu message%s made due now (%zu recipient%s); queue runner "
+	       "triggered\n", messages, messages == 1 ? "" : "s", a.changed,
+	       a.changed == 1 ? "" : "s");
+	strlist_free(&ids);
+	str_free(&err);
+	return ret;
+}
+
+/* Lock a message for delete/bounce, or exit saying why not. */
+static int queue_lock_or_die(struct ctl *c, const char *id, const char *what)
+{
+	int fd = queue_lock(&c->cfg, id);
+	if (fd < 0 && errno == EWOULDBLOCK)
+		fatal("message %s is being delivered by a queue runner right "
+		      "now; not %s (try again when the run is over)", id, what);
+	if (fd < 0 && errno != ENOENT)
+		fatal("cannot lock message %s: %s", id, strerror(errno));
+	return fd;
+}
+
+static int queue_cmd_delete(struct ctl *c, const char *id)
+{
+	struct str err = STR_INIT;
+
+	load_config(c);
+	int fd = queue_lock_or_die(c, id, "deleted");
+	/* Without its file the envelope is dead weight: removed too. */
+	int r = queue_remove(&c->cfg, id, &err);
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		fatal("%s", str_c(&err));
+	if (r == 1)
+		fatal("no such message %s in the queue", id);
+	printf("deleted message %s\n", id);
+	str_free(&err);
+	return 0;
+}
+
+#define BOUNCE_TEXT "5.0.0 bounced by the administrator"
+
+struct bounce_arg {
+	time_t now;
+	size_t bounced;
+};
+
+static int bounce_one(struct queue_envelope *env, void *arg)
+{
+	struct bounce_arg *a = arg;
+
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		struct queue_rcpt *rc = &env->rcpts[i];
+		if (rc->state != RCPT_PENDING)
+			continue;
+		rc->state = RCPT_FAILED;
+		rc->dsn_sent = false;
+		rc->next_try = a->now;
+		free(rc->last_error);
+		rc->last_error = xstrdup(BOUNCE_TEXT);
+		a->bounced++;
+	}
+	return a->bounced > 0;
+}
+
+static int queue_cmd_bounce(struct ctl *c, const char *id)
+{
+	struct str err = STR_INIT;
+	struct bounce_arg a = { queue_now(), 0 };
+
+	load_config(c);
+	int fd = queue_lock_or_die(c, id, "bounced");
+	if (fd < 0)
+		fatal("no such message %s in the queue", id);
+	int r = queue_update(&c->cfg, id, bounce_one, &a, &err);
+	close(fd);
+	if (r < 0)
+		fatal("%s", str_c(&err));
+	if (r == 1)
+		fatal("no such message %s in the queue", id);
+	if (a.bounced == 0)
+		fatal("message %s has no pending recipient to bounce", id);
+	queue_trigger(&c->cfg);
+	printf("bounced %zu recipient%s of message %s; the queue runner sends "
+	       "the sender a delivery status notification\n", a.bounced,
+	       a.bounced == 1 ? "" : "s", id);
+	str_free(&err);
+	return 0;
+}
+
+static int cmd_queue(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 1)
+		usage_error("queue: list, show, flush, delete or bounce?");
+	const char *sub = argv[0];
+	if (strcmp(sub, "list") == 0 || strcmp(sub, "flush") == 0) {
+		if (argc != 1)
+			usage_error("queue %s takes no arguments", sub);
+		return sub[0] == 'l' ? queue_cmd_list(c) : queue_cmd_flush(c);
+	}
+	if (strcmp(sub, "show") == 0)
+		return queue_cmd_show(c, queue_id_arg(sub, argc, argv));
+	if (strcmp(sub, "delete") == 0)
+		return queue_cmd_delete(c, queue_id_arg(sub, argc, argv));
+	if (strcmp(sub, "bounce") == 0)
+		return queue_cmd_bounce(c, queue_id_arg(sub, argc, argv));
+	usage_error("queue: unknown subcommand %s", sub);
+}
+
 /* ---- check ---- */
 
 struct checker {
@@ -922,6 +1412,8 @@ int main(int argc, char **argv)
 		ret = cmd_user(&c, cargc, cargv);
 	else if (strcmp(cmd, "alias") == 0)
 		ret = cmd_alias(&c, cargc, cargv);
+	else if (strcmp(cmd, "queue") == 0)
+		ret = cmd_queue(&c, cargc, cargv);
 	else
 		usage_error("unknown command %s", cmd);
 	ctl_close(&c);

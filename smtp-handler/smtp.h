@@ -8,10 +8,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "addr.h"
 #include "config.h"
 #include "peer.h"
+#include "queue.h"
 #include "stream.h"
 #include "strlist.h"
 #include "tls.h"
@@ -22,8 +24,16 @@
 #define SMTP_TEXT_MAX 1000	/* text line with CRLF, RFC 5321 4.5.3.1.6 */
 #define SMTP_MAX_RECEIVED 100	/* more Received: headers = a mail loop */
 
+enum smtp_mode {
+	SMTP_MODE_MX,		/* port 25: only local recipients, no AUTH needed */
+	SMTP_MODE_SUBMISSION,	/* 587/465: AUTH first, sender must be the user's */
+	SMTP_MODE_LOCAL,	/* the sendmail socket: the peer's uid is trusted */
+};
+
 struct smtp_session {
 	const struct config *cfg;
+	enum smtp_mode mode;
+	uid_t local_uid;	/* SMTP_MODE_LOCAL: from SO_PEERCRED */
 	struct stream io;
 	char peer[PEER_MAX];	/* "127.0.0.1", "IPv6:::1"; "" when unknown */
 	char *helo;		/* NULL until HELO/EHLO */
@@ -39,11 +49,13 @@ struct smtp_session {
 	bool in_mail;
 	struct str sender;	/* formatted, "" for <> */
 	bool smtputf8;
+	bool body_8bit;		/* BODY=8BITMIME */
 	uint64_t declared_size;
 	unsigned rcpt_count;	/* accepted RCPTs */
 	struct strlist rcpts;	/* accepted recipient addresses */
 	struct strlist mailboxes;	/* the Maildirs they resolve to */
-	char queue_id[32];
+	struct strlist remote;	/* addresses to relay through the queue */
+	char queue_id[QUEUE_ID_MAX];
 };
 
 /* Reply with a full "code text" line; client errors count towards the
@@ -52,6 +64,13 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void smtp_reply_error(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* May this session send mail to remote domains?  (Authenticated, or the
+ * local sendmail socket.) */
+bool smtp_may_relay(const struct smtp_session *s);
+/* Does address (MAIL FROM or a From: header) belong to the session's
+ * user: the login itself, or an alias or subaddress that resolves to it? */
+bool smtp_sender_owned(struct smtp_session *s, const char *address);
 
 /* Open users.tdb on first use; false (logged) if it cannot be. */
 bool smtp_open_users(struct smtp_session *s);

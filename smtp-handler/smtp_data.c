@@ -24,6 +24,7 @@ enum data_problem {
 	DATA_LONG_LINE,
 	DATA_LOOP,
 	DATA_WRITE_ERROR,
+	DATA_FROM_NOT_OWNED,
 };
 
 struct data_reader {
@@ -34,7 +35,13 @@ struct data_reader {
 	bool pending_cr;	/* previous chunk ended in CR */
 	bool in_headers;
 	unsigned received;	/* Received: headers seen */
+	bool submission;	/* add Date:/Message-ID:/From: when missing */
+	bool seen_date, seen_msgid, seen_from;
+	bool in_from;		/* continuation lines belong to From: */
+	struct str from;	/* the From: field's value, bounded */
 };
+
+#define DATA_FROM_MAX 4096
 
 static void data_flag(struct data_reader *d, enum data_problem p)
 {
@@ -74,16 +81,66 @@ static size_t data_check_newlines(struct data_reader *d, const char *p,
 	return len - 2;
 }
 
-static void data_watch_headers(struct data_reader *d, const char *p,
-			       size_t len)
+static bool header_is(const char *p, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	return len > n && strncasecmp(p, name, n) == 0 && p[n] == ':';
+}
+
+/* The headers a submission must carry (RFC 6409 8): added at the end of
+ * the header section when the client left them out. */
+static void data_add_headers(struct smtp_session *s, struct data_reader *d)
+{
+	struct str h = STR_INIT;
+	if (!d->seen_from)
+		str_printf(&h, "From: <%s>\n", str_c(&s->sender));
+	if (!d->seen_date) {
+		char date[64];
+		time_t now = time(NULL);
+		struct tm tm;
+		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z",
+			 localtime_r(&now, &tm));
+		str_printf(&h, "Date: %s\n", date);
+	}
+	if (!d->seen_msgid)
+		str_printf(&h, "Message-ID: <%s@%s>\n", s->queue_id,
+			   s->cfg->hostname);
+	if (d->problem == DATA_FINE)
+		mailfile_write(d->file, h.data, h.len);
+	str_free(&h);
+	d->submission = false;	/* done */
+}
+
+/* Watch the header section: count Received: (loops), note Date:,
+ * Message-ID: and From: (a submission's sender check needs From:). */
+static void data_watch_headers(struct smtp_session *s, struct data_reader *d,
+			       const char *p, size_t len)
 {
 	if (!d->in_headers || !d->at_line_start)
 		return;
 	if (len == 2 && p[0] == '\r') {
 		d->in_headers = false;
-	} else if (len >= 9 && strncasecmp(p, "Received:", 9) == 0) {
+		if (d->submission)
+			data_add_headers(s, d);
+		return;
+	}
+	if (d->in_from && (p[0] == ' ' || p[0] == '\t')) {
+		if (d->from.len + len <= DATA_FROM_MAX)
+			str_append_n(&d->from, p, len);
+		return;
+	}
+	d->in_from = false;
+	if (header_is(p, len, "Received")) {
 		if (++d->received > SMTP_MAX_RECEIVED)
 			data_flag(d, DATA_LOOP);
+	} else if (header_is(p, len, "Date")) {
+		d->seen_date = true;
+	} else if (header_is(p, len, "Message-ID")) {
+		d->seen_msgid = true;
+	} else if (header_is(p, len, "From")) {
+		d->seen_from = d->in_from = true;
+		str_append_n(&d->from, p + 5, len - 5 < DATA_FROM_MAX
+					       ? len - 5 : DATA_FROM_MAX);
 	}
 }
 
@@ -99,7 +156,7 @@ static bool data_chunk(struct smtp_session *s, struct data_reader *d,
 		p++;
 		len--;
 	}
-	data_watch_headers(d, p, len);
+	data_watch_headers(s, d, p, len);
 	d->size += len;
 	if (d->size > s->cfg->message_size_limit)
 		data_flag(d, DATA_TOO_BIG);
@@ -143,6 +200,23 @@ static bool data_read(struct smtp_session *s, struct data_reader *d)
 	}
 }
 
+/* The client part of our Received: "from helo ([ip])", or for the sendmail
+ * socket "from local (uid 1000)". */
+static void data_received_from(struct smtp_session *s, struct str *h)
+{
+	if (s->mode == SMTP_MODE_LOCAL) {
+		str_printf(h, "from local (uid %lu)", (unsigned long)s->local_uid);
+		return;
+	}
+	str_append(h, "from ");
+	for (const char *c = s->helo; *c; c++)	/* printable ASCII only */
+		str_append_c(h, (*c > ' ' && *c < 0x7f) ? *c : '?');
+	if (s->peer[0] != '\0')
+		str_printf(h, " ([%s])", s->peer);
+	if (s->tls != NULL)
+		str_printf(h, "\n\t(using %s)", str_c(&s->tls_info));
+}
+
 /* The trace headers (RFC 5321 4.4): Return-Path and our Received. */
 static void data_trace_headers(struct smtp_session *s, struct mailfile *f)
 {
@@ -153,13 +227,8 @@ static void data_trace_headers(struct smtp_session *s, struct mailfile *f)
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 
-	str_printf(&h, "Return-Path: <%s>\nReceived: from ", str_c(&s->sender));
-	for (const char *c = s->helo; *c; c++)	/* printable ASCII only */
-		str_append_c(&h, (*c > ' ' && *c < 0x7f) ? *c : '?');
-	if (s->peer[0] != '\0')
-		str_printf(&h, " ([%s])", s->peer);
-	if (s->tls != NULL)
-		str_printf(&h, "\n\t(using %s)", str_c(&s->tls_info));
+	str_printf(&h, "Return-Path: <%s>\nReceived: ", str_c(&s->sender));
+	data_received_from(s, &h);
 	/* RFC 3848 / 6531 protocol names: ESMTPS, ESMTPSA, UTF8SMTPA, ... */
 	str_printf(&h, "\n\tby %s (sockmail) with %s%s%s id %s",
 		   s->cfg->hostname,
@@ -172,7 +241,9 @@ static void data_trace_headers(struct smtp_session *s, struct mailfile *f)
 	str_free(&h);
 }
 
-/* Open the message file in the first recipient Maildir that lets us. */
+/* Open the message file in the first recipient Maildir that lets us, else
+ * in the queue (remote recipients only, or every Maildir failing: then the
+ * local copies are retried by the queue runner). */
 static bool data_open_file(struct smtp_session *s, struct mailfile *f)
 {
 	struct str path = STR_INIT;
@@ -185,14 +256,65 @@ static bool data_open_file(struct smtp_session *s, struct mailfile *f)
 			log_msg(LOG_ERR, "cannot write in %s/tmp: %s",
 				str_c(&path), strerror(errno));
 	}
+	if (!ok) {
+		ok = queue_open_file(s->cfg, f) == 0;
+		if (!ok)
+			log_msg(LOG_ERR, "cannot write in the queue: %s",
+				strerror(errno));
+	}
 	str_free(&path);
 	return ok;
 }
 
-/* Link the finished file into every Maildir; all or none. */
+static void envelope_add(struct queue_envelope *env, const char *address,
+			 bool local)
+{
+	env->rcpts = xrealloc(env->rcpts, (env->n_rcpts + 1) *
+						  sizeof *env->rcpts);
+	env->rcpts[env->n_rcpts++] = (struct queue_rcpt){
+		.address = xstrdup(address), .local = local,
+	};
+}
+
+/* Queue the recipients the Maildirs could not take and the remote ones. */
+static bool data_enqueue(struct smtp_session *s, struct mailfile *f,
+			 const struct strlist *failed_local)
+{
+	struct queue_envelope env = { .smtputf8 = s->smtputf8,
+				      .body_8bit = s->body_8bit,
+				      .size = f->size };
+	snprintf(env.id, sizeof env.id, "%s", s->queue_id);
+	env.sender = xstrdup(str_c(&s->sender));
+	if (s->auth_user != NULL) {
+		env.auth_user = xstrdup(s->auth_user);
+	} else if (s->mode == SMTP_MODE_LOCAL) {
+		struct str u = STR_INIT;
+		str_printf(&u, "uid:%lu", (unsigned long)s->local_uid);
+		env.auth_user = xstrdup(str_c(&u));
+		str_free(&u);
+	}
+	for (size_t i = 0; i < failed_local->n; i++)
+		envelope_add(&env, failed_local->items[i], true);
+	for (size_t i = 0; i < s->remote.n; i++)
+		envelope_add(&env, s->remote.items[i], false);
+	struct str err = STR_INIT;
+	bool ok = queue_commit(s->cfg, f, &env, &err) == 0;
+	if (!ok)
+		log_msg(LOG_ERR, "cannot queue %s: %s", s->queue_id,
+			err.len ? str_c(&err) : strerror(errno));
+	str_free(&err);
+	queue_envelope_free(&env);
+	return ok;
+}
+
+/* Link the finished file into every Maildir; what a Maildir cannot take
+ * and what goes elsewhere is queued.  If even the queue fails, the copies
+ * made are taken back and the whole message is a temporary failure, so the
+ * sender's retry neither loses nor duplicates anything. */
 static bool data_deliver(struct smtp_session *s, struct mailfile *f)
 {
 	struct strlist done = STRLIST_INIT;	/* "maildir" then "name" */
+	struct strlist failed = STRLIST_INIT;
 	struct str path = STR_INIT, name = STR_INIT;
 	bool ok = mailfile_finish(f) == 0;
 	if (!ok)
@@ -202,23 +324,38 @@ static bool data_deliver(struct smtp_session *s, struct mailfile *f)
 		str_clear(&path);
 		str_clear(&name);
 		maildir_path(s->cfg->mail_dir, s->mailboxes.items[i], &path);
-		ok = mailfile_deliver(f, str_c(&path), &name) == 0;
-		if (ok) {
+		if (mailfile_deliver(f, str_c(&path), &name) == 0) {
 			strlist_add(&done, str_c(&path));
 			strlist_add(&done, str_c(&name));
 		} else {
-			log_msg(LOG_ERR, "cannot deliver %s to %s: %s",
-				s->queue_id, str_c(&path), strerror(errno));
+			log_msg(LOG_WARNING, "cannot deliver %s to %s now, "
+				"queued for retry: %s", s->queue_id,
+				str_c(&path), strerror(errno));
+			strlist_add(&failed, s->mailboxes.items[i]);
 		}
 	}
-	/* Until the outbound queue exists, a copy that cannot be written
-	 * makes the whole message a temporary failure: take back the copies
-	 * already made, so the sender's retry duplicates nothing. */
+	if (ok && (failed.n > 0 || s->remote.n > 0))
+		ok = data_enqueue(s, f, &failed);
 	for (size_t i = 0; !ok && i + 1 < done.n; i += 2)
 		maildir_undeliver(done.items[i], done.items[i + 1]);
 	strlist_free(&done);
+	strlist_free(&failed);
 	str_free(&path);
 	str_free(&name);
+	return ok;
+}
+
+/* A submission's From: must name the user too (RFC 6409 does not require
+ * it, but a server that checks only the envelope lets anyone sign as
+ * anyone).  Every address in the field is checked. */
+static bool data_from_owned(struct smtp_session *s, const char *from)
+{
+	struct strlist addrs = STRLIST_INIT;
+	addr_header_list(from, &addrs);
+	bool ok = addrs.n > 0;
+	for (size_t i = 0; ok && i < addrs.n; i++)
+		ok = smtp_sender_owned(s, addrs.items[i]);
+	strlist_free(&addrs);
 	return ok;
 }
 
@@ -249,6 +386,10 @@ static void data_reply_problem(struct smtp_session *s, enum data_problem p)
 	case DATA_LOOP:
 		smtp_reply(s, "554 5.4.6 Too many Received headers: mail loop");
 		break;
+	case DATA_FROM_NOT_OWNED:
+		smtp_reply(s, "553 5.7.1 From: header address not owned by user %s",
+			   s->auth_user);
+		break;
 	default:
 		smtp_reply(s, "451 4.3.0 Error: local delivery failed, try again later");
 		break;
@@ -257,6 +398,7 @@ static void data_reply_problem(struct smtp_session *s, enum data_problem p)
 
 static const char *const data_problem_names[] = {
 	"ok", "too big", "bare newline", "long line", "loop", "write error",
+	"From: not owned",
 };
 
 void smtp_data(struct smtp_session *s)
@@ -269,16 +411,24 @@ void smtp_data(struct smtp_session *s)
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	struct data_reader d = {
 		.file = &f, .at_line_start = true, .in_headers = true,
+		.submission = s->mode != SMTP_MODE_MX,
 	};
 	data_trace_headers(s, &f);
 	if (!data_read(s, &d)) {
 		mailfile_close(&f);
+		str_free(&d.from);
 		data_log(s, &d, "lost connection in DATA");
 		smtp_exit(s, "lost connection in DATA");
 	}
+	if (d.submission)	/* the data ended inside the header section */
+		data_add_headers(s, &d);
+	if (d.problem == DATA_FINE && s->mode == SMTP_MODE_SUBMISSION &&
+	    d.seen_from && !data_from_owned(s, str_c(&d.from)))
+		d.problem = DATA_FROM_NOT_OWNED;
 	if (d.problem == DATA_FINE && !data_deliver(s, &f))
 		d.problem = DATA_WRITE_ERROR;
 	mailfile_close(&f);
+	str_free(&d.from);
 	data_log(s, &d, data_problem_names[d.problem]);
 	if (d.problem != DATA_FINE) {
 		data_reply_problem(s, d.problem);

@@ -6,6 +6,7 @@
  * proper 421 rather than a dropped connection.
  */
 #include <getopt.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,13 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: smtp-handler [-c FILE|--config=FILE] [--tls=implicit]\n"
-		"                    [--help] [--version]\n"
-		"Serves one SMTP session on standard input/output (inbound MX mode).\n"
+		"usage: smtp-handler [-c FILE|--config=FILE] [--submission | --local]\n"
+		"                    [--tls=implicit] [--help] [--version]\n"
+		"Serves one SMTP session on standard input/output.\n"
+		"  (no mode)        inbound MX (port 25): local recipients only\n"
+		"  --submission     message submission (587, 465): AUTH required,\n"
+		"                   the sender must be the user's, relaying allowed\n"
+		"  --local          the sendmail socket: the caller's uid is the login\n"
 		"  --tls=implicit   TLS from the first byte (port 465)\n");
 }
 
@@ -37,6 +42,18 @@ __attribute__((noreturn)) static void smtp_config_failure(const char *msg)
 	peer_refuse(str_c(&line), msg);
 }
 
+/* The sendmail socket's caller, from the kernel (SO_PEERCRED): no setuid
+ * program, no password, and no way to lie about who you are. */
+static bool smtp_local_peer(struct smtp_session *s)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(0, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return false;
+	s->local_uid = cred.uid;
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -44,10 +61,13 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "tls", required_argument, NULL, 'T' },
+		{ "submission", no_argument, NULL, 'S' },
+		{ "local", no_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_arg = NULL;
 	bool implicit_tls = false;
+	enum smtp_mode mode = SMTP_MODE_MX;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
 		switch (c) {
@@ -63,6 +83,12 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			implicit_tls = true;
+			break;
+		case 'S':
+			mode = SMTP_MODE_SUBMISSION;
+			break;
+		case 'L':
+			mode = SMTP_MODE_LOCAL;
 			break;
 		case 'V':
 			puts("smtp-handler (sockmail) " SOCKMAIL_VERSION);
@@ -86,6 +112,10 @@ int main(int argc, char **argv)
 
 	static struct smtp_session s;
 	s.cfg = &cfg;
+	s.mode = mode;
+	if (mode == SMTP_MODE_LOCAL && !smtp_local_peer(&s))
+		smtp_config_failure("--local: standard input is not a unix "
+				    "socket with peer credentials");
 	peer_address(0, s.peer);
 	stream_init(&s.io, 0, 1, cfg.smtp_timeout, SMTP_AUTH_LINE_MAX + 2);
 	if (implicit_tls)

@@ -50,10 +50,12 @@ void smtp_transaction_reset(struct smtp_session *s)
 	s->in_mail = false;
 	str_clear(&s->sender);
 	s->smtputf8 = false;
+	s->body_8bit = false;
 	s->declared_size = 0;
 	s->rcpt_count = 0;
 	strlist_clear(&s->rcpts);
 	strlist_clear(&s->mailboxes);
+	strlist_clear(&s->remote);
 	s->queue_id[0] = '\0';
 }
 
@@ -74,6 +76,7 @@ void smtp_exit(struct smtp_session *s, const char *result)
 	str_free(&s->sender);
 	strlist_free(&s->rcpts);
 	strlist_free(&s->mailboxes);
+	strlist_free(&s->remote);
 	free(s->helo);
 	free(s->auth_user);
 	str_free(&s->tls_info);
@@ -119,17 +122,6 @@ static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 	smtp_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
-/* A queue id for the transaction: time, microseconds and pid in hex, unique
- * among the handlers on this host. */
-static void smtp_new_queue_id(struct smtp_session *s)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	snprintf(s->queue_id, sizeof s->queue_id, "%09llX%05lX%lX",
-		 (unsigned long long)tv.tv_sec, (long)tv.tv_usec,
-		 (long)getpid());
-}
-
 /* MAIL FROM parameters: SIZE=, BODY=, SMTPUTF8 (RFC 1870, 6152, 6531).
  * Returns false after replying. */
 static bool mail_params(struct smtp_session *s, char *params)
@@ -149,7 +141,9 @@ static bool mail_params(struct smtp_session *s, char *params)
 		} else if (strcasecmp(tok, "BODY") == 0 && val &&
 			   (strcasecmp(val, "7BIT") == 0 ||
 			    strcasecmp(val, "8BITMIME") == 0)) {
-			/* 8-bit data is accepted either way; nothing to do */
+			/* 8-bit data is accepted either way; the queue needs
+			 * to know, so it is not relayed to a 7-bit server */
+			s->body_8bit = strcasecmp(val, "8BITMIME") == 0;
 		} else if (strcasecmp(tok, "SMTPUTF8") == 0 && !val) {
 			s->smtputf8 = true;
 		} else {
@@ -171,6 +165,10 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 		smtp_reply_error(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
+	if (s->mode == SMTP_MODE_SUBMISSION && s->auth_user == NULL) {
+		smtp_reply_error(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	const char *p = skip_prefix(arg, "FROM:");
 	if (p == NULL) {
 		smtp_reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
@@ -187,6 +185,7 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 		return;
 	}
 	s->smtputf8 = false;
+	s->body_8bit = false;
 	s->declared_size = 0;
 	char *params = xstrdup(p + used);
 	bool ok = mail_params(s, params);
@@ -199,11 +198,17 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 		smtp_reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
 		ok = false;
 	}
+	str_clear(&s->sender);
+	addr_format(&a, &s->sender);
+	if (ok && s->mode == SMTP_MODE_SUBMISSION &&
+	    (a.null || !smtp_sender_owned(s, str_c(&s->sender)))) {
+		smtp_reply_error(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
+				 str_c(&s->sender), s->auth_user);
+		ok = false;
+	}
 	if (ok) {
-		str_clear(&s->sender);
-		addr_format(&a, &s->sender);
 		s->in_mail = true;
-		smtp_new_queue_id(s);
+		queue_new_id(s->queue_id);
 		smtp_reply(s, "250 2.1.0 Ok");
 	}
 	mailaddr_free(&a);
@@ -219,6 +224,31 @@ bool smtp_open_users(struct smtp_session *s)
 		log_msg(LOG_ERR, "cannot open users database: %s", str_c(&err));
 	str_free(&err);
 	return s->users != NULL;
+}
+
+bool smtp_may_relay(const struct smtp_session *s)
+{
+	return s->auth_user != NULL || s->mode == SMTP_MODE_LOCAL;
+}
+
+bool smtp_sender_owned(struct smtp_session *s, const char *address)
+{
+	if (s->auth_user == NULL)
+		return s->mode == SMTP_MODE_LOCAL;
+	if (strcasecmp(address, s->auth_user) == 0)
+		return true;
+	struct mailaddr a;
+	if (addr_parse_mailbox(address, &a) != ADDR_OK)
+		return false;
+	struct strlist boxes = STRLIST_INIT, remote = STRLIST_INIT;
+	bool owned = smtp_open_users(s) &&
+		     userdb_resolve_explicit(s->users, a.local, a.domain,
+					     &boxes, &remote) == RESOLVE_OK &&
+		     strlist_contains(&boxes, s->auth_user);
+	strlist_free(&boxes);
+	strlist_free(&remote);
+	mailaddr_free(&a);
+	return owned;
 }
 
 /* <postmaster> with no domain (RFC 5321 4.5.1 says it must be accepted):
@@ -268,21 +298,23 @@ static bool rcpt_resolve(struct smtp_session *s, const struct mailaddr *a,
 	else
 		r = userdb_resolve(s->users, a->local, a->domain, &s->mailboxes,
 				   &remote);
-	bool forwards = remote.n > 0;
-	strlist_free(&remote);
-	if (r == RESOLVE_OK && forwards) {
-		/* Forwarding needs the outbound queue, which this build does
-		 * not have: defer rather than drop the remote copies. */
+	if (r == RESOLVE_OK) {
+		/* alias targets elsewhere: forwarded through the queue */
+		for (size_t i = 0; i < remote.n; i++)
+			strlist_add_unique(&s->remote, remote.items[i]);
+	} else {
 		while (s->mailboxes.n > before)
 			free(s->mailboxes.items[--s->mailboxes.n]);
-		smtp_reply(s, "450 4.3.0 <%s>: Forwarding to a remote address is not available yet",
-			   shown);
-		return false;
 	}
+	strlist_free(&remote);
 	switch (r) {
 	case RESOLVE_OK:
 		return true;
 	case RESOLVE_NO_DOMAIN:
+		if (smtp_may_relay(s) && a->domain[0] != '\0') {
+			strlist_add_unique(&s->remote, shown);
+			return true;
+		}
 		smtp_reply_error(s, "554 5.7.1 <%s>: Relay access denied", shown);
 		return false;
 	case RESOLVE_NO_USER:

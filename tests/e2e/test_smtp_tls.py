@@ -1095,12 +1095,16 @@ class AuthTests(TLSTestCase):
         self.assertIn(r.code, (501, 504), c.dump())
         self.assertReply(c.cmd("NOOP"), 250, client=c)
 
-    def test_auth_does_not_open_relay(self):
-        """AUTH at port 25 changes nothing about relaying yet."""
+    def test_auth_opens_relay(self):
+        """An authenticated client may relay even at port 25 (as Postfix's
+        permit_sasl_authenticated); without AUTH the same RCPT is refused."""
         c = self.connect()
-        self.assertReply(self.auth_plain(c), 235, client=c)
         self.assertReply(c.cmd("MAIL FROM:<%s>" % ALICE), 250, client=c)
         self.assertReply(c.cmd("RCPT TO:<someone@foreign.example>"), 554, "5.7.1", client=c)
+        self.assertReply(c.cmd("RSET"), 250, client=c)
+        self.assertReply(self.auth_plain(c), 235, client=c)
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % ALICE), 250, client=c)
+        self.assertReply(c.cmd("RCPT TO:<someone@foreign.example>"), 250, client=c)
         self.assertReply(c.cmd("RCPT TO:<%s>" % BOB), 250, client=c)
 
     def test_wrong_password(self):

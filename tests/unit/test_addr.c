@@ -688,6 +688,37 @@ static void test_strerror(void **state)
 	assert_non_null(addr_strerror((enum addr_error)42));
 }
 
+/* RFC 5322 address lists from header fields (sendmail -t, From: checks). */
+static void test_header_list(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *value;
+		const char *expect[4];
+	} cases[] = {
+		{ " alice@example.org\r\n", { "alice@example.org" } },
+		{ "Alice <alice@example.org>, bob@example.net",
+		  { "alice@example.org", "bob@example.net" } },
+		{ "\"Smith, Bob\" <bob@x.example>", { "bob@x.example" } },
+		{ "carol@x.example (Carol, the <boss>)", { "carol@x.example" } },
+		{ "friends: a@x.example, B <b@y.example>;",
+		  { "a@x.example", "b@y.example" } },
+		{ "  ,, ", { NULL } },
+		{ "<>", { NULL } },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct strlist l = STRLIST_INIT;
+		addr_header_list(cases[i].value, &l);
+		size_t n = 0;
+		while (n < 4 && cases[i].expect[n])
+			n++;
+		assert_int_equal(l.n, n);
+		for (size_t j = 0; j < n; j++)
+			assert_string_equal(l.items[j], cases[i].expect[j]);
+		strlist_free(&l);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -704,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_valid_domain),
 		cmocka_unit_test(test_lowercase),
 		cmocka_unit_test(test_strerror),
+		cmocka_unit_test(test_header_list),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -400,6 +400,31 @@ static void test_resolve_basic(void **state)
 	userdb_close(r);
 }
 
+/* userdb_resolve_explicit: the same, but a catch-all owns nothing (a
+ * sender check must not let carol send as anyone@example.net). */
+static void test_resolve_explicit(void **state)
+{
+	struct fixture *f = *state;
+
+	populate(f->db);
+	struct userdb *r = reopen_reader(f);
+	struct strlist mb = STRLIST_INIT, rem = STRLIST_INIT;
+	assert_int_equal(userdb_resolve_explicit(r, "whoever", "example.net",
+						 &mb, &rem), RESOLVE_NO_USER);
+	assert_int_equal(mb.n, 0);
+	assert_int_equal(userdb_resolve_explicit(r, "carol", "example.net",
+						 &mb, &rem), RESOLVE_OK);
+	assert_int_equal(mb.n, 1);
+	assert_string_equal(mb.items[0], "carol@example.net");
+	strlist_clear(&mb);
+	assert_int_equal(userdb_resolve_explicit(r, "info", "example.org",
+						 &mb, &rem), RESOLVE_OK);
+	assert_true(strlist_contains(&mb, "alice@example.org"));
+	strlist_free(&mb);
+	strlist_free(&rem);
+	userdb_close(r);
+}
+
 static void test_resolve_subaddress(void **state)
 {
 	struct fixture *f = *state;
@@ -995,6 +1020,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_listings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_basic, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_explicit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_subaddress, setup,
 						teardown),
