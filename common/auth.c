@@ -8,6 +8,7 @@
  * that no realloc leaves an unwiped copy behind.
  */
 #include "auth.h"
+#include "peer.h"
 
 #include <crypt.h>
 #include <stdint.h>
@@ -249,4 +250,10 @@ enum auth_result auth_check_password(struct userdb *db, const char *user,
 	str_clear(canonical);
 	str_append(canonical, name);
 	return AUTH_OK;
+}
+
+bool auth_login_allowed(const struct config *cfg, bool tls, const char *peer)
+{
+	return tls || (cfg->auth_plaintext == AUTH_PLAINTEXT_LOOPBACK &&
+		       peer_is_loopback(peer));
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "str.h"
 #include "users.h"
 
@@ -43,6 +44,10 @@ enum auth_result {
 enum auth_result auth_check_password(struct userdb *db, const char *user,
 				     const char *password,
 				     struct str *canonical);
+
+/* May a client log in on this connection: always over TLS, and in
+ * plaintext only from loopback when auth_plaintext = loopback. */
+bool auth_login_allowed(const struct config *cfg, bool tls, const char *peer);
 
 /* Wipe and free a string that held a secret. */
 void str_free_secret(struct str *s);

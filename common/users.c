@@ -11,6 +11,7 @@
  * state and a commit waits for the few microseconds a lookup takes.
  */
 #include "users.h"
+#include "log.h"
 
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -1155,4 +1156,16 @@ int userdb_list_aliases(struct userdb *db, const char *domain_or_null,
 			struct strlist *out)
 {
 	return list_keys(db, 'A', domain_or_null, out);
+}
+
+bool userdb_open_once(struct userdb **db, const char *state_dir)
+{
+	if (*db != NULL)
+		return true;
+	struct str err = STR_INIT;
+	*db = userdb_open(state_dir, false, &err);
+	if (*db == NULL)
+		log_msg(LOG_ERR, "cannot open users database: %s", str_c(&err));
+	str_free(&err);
+	return *db != NULL;
 }

@@ -33,6 +33,9 @@ struct userdb;
 struct userdb *userdb_open(const char *state_dir, bool writable,
 			   struct str *err);
 void userdb_close(struct userdb *db);
+/* A handler's lazy open: opens read-only into *db the first time, logs why
+ * it could not; true when *db is usable. */
+bool userdb_open_once(struct userdb **db, const char *state_dir);
 
 /* Lookups.  Addresses and domains are lower-cased here, so callers may pass
  * them as the client wrote them.  Return 1 found, 0 not found, -1 error. */

@@ -23,22 +23,7 @@
 
 bool pop3_auth_allowed(const struct pop3_session *s)
 {
-	if (s->tls != NULL)
-		return true;
-	return s->cfg->auth_plaintext == AUTH_PLAINTEXT_LOOPBACK &&
-	       peer_is_loopback(s->peer);
-}
-
-static bool open_users(struct pop3_session *s)
-{
-	if (s->users != NULL)
-		return true;
-	struct str err = STR_INIT;
-	s->users = userdb_open(s->cfg->state_dir, false, &err);
-	if (s->users == NULL)
-		log_msg(LOG_ERR, "cannot open users database: %s", str_c(&err));
-	str_free(&err);
-	return s->users != NULL;
+	return auth_login_allowed(s->cfg, s->tls != NULL, s->peer);
 }
 
 /* Check the credentials and, if they are good, open the maildrop (which
@@ -48,7 +33,7 @@ static void login(struct pop3_session *s, const char *user,
 {
 	struct str canonical = STR_INIT;
 	enum auth_result r = AUTH_TEMPFAIL;
-	if (open_users(s))
+	if (userdb_open_once(&s->users, s->cfg->state_dir))
 		r = auth_check_password(s->users, user, password, &canonical);
 	if (r == AUTH_OK) {
 		s->auth_user = xstrdup(str_c(&canonical));

@@ -18,10 +18,7 @@
 
 bool smtp_auth_allowed(const struct smtp_session *s)
 {
-	if (s->tls != NULL)
-		return true;
-	return s->cfg->auth_plaintext == AUTH_PLAINTEXT_LOOPBACK &&
-	       peer_is_loopback(s->peer);
+	return auth_login_allowed(s->cfg, s->tls != NULL, s->peer);
 }
 
 /* A client response to a 334 challenge, base64-decoded into *out.

@@ -5,30 +5,26 @@
  * hands over to the session loop.  A broken config still gets the client a
  * proper 421 rather than a dropped connection.
  */
-#include <getopt.h>
 #include <sys/socket.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cmdline.h"
 #include "log.h"
 #include "peer.h"
 #include "smtp.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: smtp-handler [-c FILE|--config=FILE] [--submission | --local]\n"
-		"                    [--tls=implicit] [--help] [--version]\n"
-		"Serves one SMTP session on standard input/output.\n"
-		"  (no mode)        inbound MX (port 25): local recipients only\n"
-		"  --submission     message submission (587, 465): AUTH required,\n"
-		"                   the sender must be the user's, relaying allowed\n"
-		"  --local          the sendmail socket: the caller's uid is the login\n"
-		"  --tls=implicit   TLS from the first byte (port 465)\n");
-}
+static const char usage[] =
+	"usage: smtp-handler [-c FILE|--config=FILE] [--submission | --local]\n"
+	"                    [--tls=implicit] [--help] [--version]\n"
+	"Serves one SMTP session on standard input/output.\n"
+	"  (no mode)        inbound MX (port 25): local recipients only\n"
+	"  --submission     message submission (587, 465): AUTH required,\n"
+	"                   the sender must be the user's, relaying allowed\n"
+	"  --local          the sendmail socket: the caller's uid is the login\n"
+	"  --tls=implicit   TLS from the first byte (port 465)\n";
 
 /* The config could not be loaded: say so to the operator and the client. */
 __attribute__((noreturn)) static void smtp_config_failure(const char *msg)
@@ -56,69 +52,27 @@ static bool smtp_local_peer(struct smtp_session *s)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "tls", required_argument, NULL, 'T' },
-		{ "submission", no_argument, NULL, 'S' },
-		{ "local", no_argument, NULL, 'L' },
-		{ NULL, 0, NULL, 0 },
+	struct cmdline cl = {
+		.program = "smtp-handler", .usage = usage,
+		.accepts = CMDLINE_TLS | CMDLINE_SUBMISSION | CMDLINE_LOCAL,
 	};
-	const char *config_arg = NULL;
-	bool implicit_tls = false;
-	enum smtp_mode mode = SMTP_MODE_MX;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config_arg = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'T':
-			if (strcmp(optarg, "implicit") != 0) {
-				fprintf(stderr, "smtp-handler: --tls takes \"implicit\"\n");
-				return 2;
-			}
-			implicit_tls = true;
-			break;
-		case 'S':
-			mode = SMTP_MODE_SUBMISSION;
-			break;
-		case 'L':
-			mode = SMTP_MODE_LOCAL;
-			break;
-		case 'V':
-			puts("smtp-handler (sockmail) " SOCKMAIL_VERSION);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	log_open("smtp-handler");
-	signal(SIGPIPE, SIG_IGN);
+	cmdline_parse(&cl, argc, argv);
 
 	static struct config cfg;
 	struct str err = STR_INIT;
-	if (config_load(&cfg, config_path(config_arg), &err) != 0)
+	if (config_load(&cfg, config_path(cl.config), &err) != 0)
 		smtp_config_failure(str_c(&err));
 
 	static struct smtp_session s;
 	s.cfg = &cfg;
-	s.mode = mode;
-	if (mode == SMTP_MODE_LOCAL && !smtp_local_peer(&s))
+	s.mode = cl.submission ? SMTP_MODE_SUBMISSION
+		 : cl.local    ? SMTP_MODE_LOCAL : SMTP_MODE_MX;
+	if (cl.local && !smtp_local_peer(&s))
 		smtp_config_failure("--local: standard input is not a unix "
 				    "socket with peer credentials");
 	peer_address(0, s.peer);
 	stream_init(&s.io, 0, 1, cfg.smtp_timeout, SMTP_AUTH_LINE_MAX + 2);
-	if (implicit_tls)
+	if (cl.implicit_tls)
 		smtp_start_tls(&s);
 	smtp_session_run(&s);
 }

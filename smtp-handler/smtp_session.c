@@ -216,14 +216,7 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 
 bool smtp_open_users(struct smtp_session *s)
 {
-	if (s->users != NULL)
-		return true;
-	struct str err = STR_INIT;
-	s->users = userdb_open(s->cfg->state_dir, false, &err);
-	if (s->users == NULL)
-		log_msg(LOG_ERR, "cannot open users database: %s", str_c(&err));
-	str_free(&err);
-	return s->users != NULL;
+	return userdb_open_once(&s->users, s->cfg->state_dir);
 }
 
 bool smtp_may_relay(const struct smtp_session *s)
