@@ -193,6 +193,8 @@ static void mailfile_flush(struct mailfile *f)
 
 void mailfile_write(struct mailfile *f, const void *data, size_t len)
 {
+	if (len == 0)	/* data may be NULL then (an empty str) */
+		return;
 	const char *p = data;
 	for (const char *nl = p; (nl = memchr(nl, '\n', len - (size_t)(nl - p)));
 	     nl++)

@@ -825,7 +825,8 @@ int queue_list(const struct config *cfg, struct strlist *ids, struct str *err)
 		str_printf(err, "cannot read the queue: %s", tdb_errorstr(tdb));
 		r = -1;
 	} else {
-		qsort(l.items, l.n, sizeof *l.items, list_cmp);
+		if (l.n > 0)	/* qsort(NULL, 0) is undefined */
+			qsort(l.items, l.n, sizeof *l.items, list_cmp);
 		for (size_t i = 0; i < l.n; i++)
 			strlist_add(ids, l.items[i].id);
 	}

@@ -339,6 +339,13 @@ int main(int argc, char **argv)
 	expect(&s, 2, "end of data");
 	stream_puts(&s, "QUIT\r\n");
 	stream_flush(&s);
+	stream_free(&s);
 	close(fd);
+	str_free(&text);
+	str_free(&sender);
+	str_free(&first_body);
+	strlist_free(&h.headers);
+	strlist_free(&o.rcpts);
+	config_free(&cfg);
 	return refused ? EX_NOUSER : EX_OK;
 }

@@ -7,6 +7,13 @@ free loopback port that starts one handler process per connection, exactly
 as the systemd socket units do.  The handlers' stderr goes to a file the
 tests can read (and that is checked for sanitizer reports).
 
+A server may also listen on a unix socket (start_unix, e.g. smtp-handler
+--local for sendmail), run other programs of the build as root or as
+another user (run), run the queue runner at a chosen test clock
+(run_runner, start_runner; its stderr is checked for sanitizer reports like
+the handlers'), and read the queue straight from queue.tdb
+(queue_envelopes, through tdbdump).
+
 SMTPClient is a raw socket client for byte-exact dialogs: it sends exactly
 the bytes it is given and parses replies strictly (CRLF line ends, one
 reply = the "NNN-" lines up to the "NNN " line).
@@ -19,6 +26,7 @@ Environment:
 
 import email.utils
 import os
+import pwd
 import re
 import signal
 import socket
@@ -31,6 +39,8 @@ import unittest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
 ACTIVATE = "/usr/bin/systemd-socket-activate"
+SETPRIV = "/usr/bin/setpriv"
+TDBDUMP = "/usr/bin/tdbdump"
 
 HOSTNAME = "mx.test.example"
 TIMEOUT = 30.0  # socket operations: generous, never a timing assertion
@@ -119,6 +129,21 @@ def _fd_inodes(pid):
     except OSError:
         pass
     return out
+
+
+def _unix_listening(path):
+    """True if a listening unix socket is bound at path (/proc/net/unix:
+    flag __SO_ACCEPTCON, 0x10000)."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if len(p) >= 8 and p[7] == path and int(p[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def free_port():
@@ -220,6 +245,105 @@ def make_message(subject, body=b"Hello.\r\n", sender=b"x@remote.example",
             b"Message-ID: <" + subject.replace(b" ", b".") + b"@remote.example>\r\n"
             + extra +
             b"\r\n" + body)
+
+
+# -------------------------------------------------------------------- queue
+
+TDB_RECORD = re.compile(rb'^key\((\d+)\) = "(.*)"\ndata\((\d+)\) = "(.*)"$', re.M)
+
+
+def _tdb_unescape(b):
+    return re.sub(rb"\\([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), b)
+
+
+def parse_tdbdump(out):
+    """[(key, data)] from tdbdump's output (non-printable bytes, '"' and
+    '\\' are written as \\XX there)."""
+    recs = []
+    for m in TDB_RECORD.finditer(out):
+        key, data = _tdb_unescape(m.group(2)), _tdb_unescape(m.group(4))
+        if len(key) != int(m.group(1)) or len(data) != int(m.group(3)):
+            raise AssertionError("tdbdump record misparsed: %r" % m.group(0)[:200])
+        recs.append((key, data))
+    return recs
+
+
+def _queue_text(b):
+    """A <text> field of an envelope record: \\\\ and \\xHH escapes."""
+    return re.sub(rb"\\(\\|x[0-9A-F]{2})",
+                  lambda m: b"\\" if m.group(1) == b"\\"
+                  else bytes([int(m.group(1)[1:], 16)]), b).decode("utf-8", "replace")
+
+
+class QueueRcpt:
+    def __init__(self, state, attempts, next_try, dsn_sent, local, address):
+        self.state = state  # "pending", "delivered", "failed"
+        self.attempts = attempts
+        self.next_try = next_try
+        self.dsn_sent = dsn_sent
+        self.local = local
+        self.address = address
+        self.orcpt = None
+        self.error = None
+
+    def __repr__(self):
+        return "QueueRcpt(%s %s attempts=%d next=%d dsn=%d local=%d error=%r)" % (
+            self.address, self.state, self.attempts, self.next_try,
+            self.dsn_sent, self.local, self.error)
+
+
+class Envelope:
+    """One queue.tdb record (format in common/queue.c), parsed strictly."""
+
+    def __init__(self, data):
+        self.raw = data
+        lines = data.split(b"\n")
+        if lines[0] != b"sockmail-queue 1" or lines[-1] != b"":
+            raise AssertionError("not a version 1 envelope: %r" % data[:300])
+        self.auth = None
+        self.rcpts = []
+        for line in lines[1:-1]:
+            word, _, rest = line.partition(b" ")
+            if word == b"id":
+                self.id = rest.decode()
+            elif word == b"sender":
+                self.sender = _queue_text(rest)
+            elif word == b"auth":
+                self.auth = _queue_text(rest)
+            elif word == b"arrival":
+                self.arrival = int(rest)
+            elif word == b"size":
+                self.size = int(rest)
+            elif word == b"smtputf8":
+                self.smtputf8 = rest == b"1"
+            elif word == b"8bitmime":
+                self.body_8bit = rest == b"1"
+            elif word == b"delay-warned":
+                self.delay_warned = rest == b"1"
+            elif word == b"rcpt":
+                st, att, nxt, dsn, loc, addr = rest.split(b" ", 5)
+                self.rcpts.append(QueueRcpt(st.decode(), int(att), int(nxt),
+                                            dsn == b"1", loc == b"1",
+                                            _queue_text(addr)))
+            elif word == b"orcpt":
+                self.rcpts[-1].orcpt = _queue_text(rest)
+            elif word == b"error":
+                self.rcpts[-1].error = _queue_text(rest)
+            elif word == b"end":
+                if int(rest) != len(self.rcpts):
+                    raise AssertionError("envelope end count: %r" % data)
+            else:
+                raise AssertionError("unknown envelope line %r" % line)
+
+    def rcpt(self, address):
+        for r in self.rcpts:
+            if r.address == address:
+                return r
+        raise KeyError(address)
+
+    def __repr__(self):
+        return "Envelope(%s from <%s> arrival=%d warned=%s %r)" % (
+            self.id, self.sender, self.arrival, self.delay_warned, self.rcpts)
 
 
 # ------------------------------------------------------------------- client
@@ -417,8 +541,10 @@ class SockmailServer:
             os.mkdir(d, 0o750)
         self.conf_path = os.path.join(self.dir, "sockmail.conf")
         self.stderr_path = os.path.join(self.dir, "handler.stderr")
+        self.runner_stderr_path = os.path.join(self.dir, "runner.stderr")
         self.proc = None
         self.port = None
+        self.unix = []  # (listener process, socket path): start_unix()
         self.clients = []
         self.write_config(conf or {}, raw_conf_lines)
 
@@ -503,13 +629,51 @@ class SockmailServer:
         raise AssertionError("systemd-socket-activate did not start (%s): %s"
                              % (last, self.stderr_text()[-2000:]))
 
+    def start_unix(self, path, args=(), env=None, handler="smtp-handler",
+                   mode=0o666):
+        """A second kind of listener: a unix socket at path (as
+        sockmail-sendmail.socket has it), one handler per connection, e.g.
+        start_unix(p, ["--local"]).  The socket gets mode (so that other
+        users may connect).  Stopped by stop() with the TCP listener."""
+        exe = program(handler)
+        if not os.access(exe, os.X_OK):
+            raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
+        argv = [ACTIVATE, "--accept", "--inetd", "-l", path]
+        for v in PASS_ENV:
+            if v in os.environ and v not in (env or {}):
+                argv += ["-E", v]
+        for k, v in (env or {}).items():
+            argv += ["-E", "%s=%s" % (k, v)]
+        argv += [exe, "-c", self.conf_path] + list(args)
+        errf = open(self.stderr_path, "ab")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=errf,
+                                cwd=self.dir, start_new_session=True)
+        errf.close()
+        self.unix.append((proc, path))
+
+        def ready():
+            if proc.poll() is not None:
+                return "exited"
+            return "ok" if _unix_listening(path) else None
+        state = wait_until(ready)
+        if state != "ok":
+            raise AssertionError("systemd-socket-activate on %s did not start "
+                                 "(%s): %s" % (path, state,
+                                               self.stderr_text()[-2000:]))
+        os.chmod(path, mode)
+        return path
+
     def connect(self, timeout=TIMEOUT):
         c = SMTPClient(self.port, timeout=timeout)
         self.clients.append(c)
         return c
 
     def handler_pids(self):
-        return children_of(self.proc.pid) if self.proc else []
+        pids = children_of(self.proc.pid) if self.proc else []
+        for proc, _ in self.unix:
+            pids += children_of(proc.pid)
+        return pids
 
     def wait_handlers_exit(self, timeout=WAIT):
         """Wait until no handler process runs; True if none is left."""
@@ -527,8 +691,98 @@ class SockmailServer:
         r = re.compile(regex)
         return [l for l in self.stderr_text().splitlines() if r.search(l)]
 
+    # -- other programs: sendmail, the queue runner
+    def run(self, name, *args, input=None, env=None, user=None,
+            timeout=WAIT * 6, config=True):
+        """Run BUILD/name -c CONF ARGS... (config=False: without -c), as
+        root or, with user="nobody", as that user and their primary group
+        with no supplementary groups; env adds variables.  Returns the
+        CompletedProcess (stdout, stderr captured)."""
+        argv = [program(name)] + (["-c", self.conf_path] if config else [])
+        argv += list(args)
+        if user is not None:
+            pw = pwd.getpwnam(user)
+            argv = [SETPRIV, "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+                    "--clear-groups", "--"] + argv
+        e = dict(os.environ)
+        e.update(env or {})
+        return subprocess.run(argv, input=input, capture_output=True, env=e,
+                              timeout=timeout)
+
+    def start_runner(self, now=None, env=None):
+        """Start one queue run in the background (its own process group,
+        so that killpg() gets its workers too); now sets SOCKMAIL_TEST_NOW.
+        stderr goes to runner.stderr."""
+        exe = program("queue-runner")
+        if not os.access(exe, os.X_OK):
+            raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
+        e = dict(os.environ)
+        e.pop("SOCKMAIL_TEST_NOW", None)
+        if now is not None:
+            e["SOCKMAIL_TEST_NOW"] = str(int(now))
+        e.update(env or {})
+        errf = open(self.runner_stderr_path, "ab")
+        proc = subprocess.Popen([exe, "-c", self.conf_path],
+                                stdin=subprocess.DEVNULL, stdout=errf,
+                                stderr=errf, env=e, cwd=self.dir,
+                                start_new_session=True)
+        errf.close()
+        return proc
+
+    def run_runner(self, now=None, env=None, timeout=WAIT * 9):
+        """One queue run to its end; returns (exit status, what it wrote
+        to stderr)."""
+        start = len(self.runner_stderr_text().encode())
+        proc = self.start_runner(now, env)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError("queue-runner still running after %ds:\n%s"
+                                 % (timeout, self.runner_stderr_text()[-4000:]))
+        with open(self.runner_stderr_path, "rb") as f:
+            f.seek(start)
+            out = f.read().decode("utf-8", "replace")
+        return rc, out
+
+    def runner_stderr_text(self):
+        try:
+            with open(self.runner_stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def queue_envelopes(self):
+        """{queue id: Envelope} read straight from <spool_dir>/queue.tdb
+        with tdbdump ({} when there is no queue.tdb)."""
+        path = os.path.join(self.spool_dir, "queue.tdb")
+        if not os.path.exists(path):
+            return {}
+        p = subprocess.run([TDBDUMP, path], capture_output=True, timeout=WAIT)
+        if p.returncode != 0:
+            raise AssertionError("tdbdump %s failed: %r" % (path, p.stderr))
+        out = {}
+        for key, data in parse_tdbdump(p.stdout):
+            if key.startswith(b"Q:"):
+                env = Envelope(data)
+                out[env.id] = env
+        return out
+
+    def queue_messages(self):
+        """The message files in <spool_dir>/msg/ (names)."""
+        try:
+            return sorted(os.listdir(os.path.join(self.spool_dir, "msg")))
+        except FileNotFoundError:
+            return []
+
+    def queue_message(self, qid):
+        with open(os.path.join(self.spool_dir, "msg", qid), "rb") as f:
+            return f.read()
+
     def sanitizer_reports(self):
-        text = self.stderr_text()
+        """Sanitizer reports in the handlers' (and queue runners') stderr."""
+        text = self.stderr_text() + self.runner_stderr_text()
         return [m for m in SANITIZER_MARKS if m in text]
 
     @staticmethod
@@ -549,20 +803,29 @@ class SockmailServer:
             c.close()
         self.clients = []
         stragglers = []
-        if self.proc is None:
+        listeners = ([self.proc] if self.proc else []) + [p for p, _ in self.unix]
+        if not listeners:
             return stragglers
         self.wait_handlers_exit()
         stragglers = self.handler_pids()
-        pgid = self.proc.pid  # start_new_session: the listener leads its group
-        self._kill(self.proc)
+        for proc in listeners:
+            self._kill(proc)
         for pid in stragglers:
             wait_until(lambda: not _alive(pid), 5)
-        # whatever is left of the group (handlers and anything they started)
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # whatever is left of the groups (handlers and anything they
+        # started): start_new_session, so each listener leads its group
+        for proc in listeners:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for _, path in self.unix:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         self.proc = None
+        self.unix = []
         return stragglers
 
     def cleanup(self):
