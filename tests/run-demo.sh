@@ -29,6 +29,7 @@ hostname = mail.example.test
 mail_dir = $run/mail
 state_dir = $run/state
 spool_dir = $run/spool
+sendmail_socket = $run/sendmail.sock
 CONF
 [ -f "$run/cert.pem" ] && printf 'tls_cert = %s\ntls_key = %s\n' \
 	"$run/cert.pem" "$run/key.pem" >> "$conf"
@@ -40,6 +41,8 @@ $ctl alias list example.test | grep -q '^postmaster@example.test' ||
 	$ctl alias add postmaster@example.test demo@example.test
 
 SMTP_PORT=${SMTP_PORT:-2525}
+SUBMISSION_PORT=${SUBMISSION_PORT:-2587}
+SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-2465}
 POP3_PORT=${POP3_PORT:-1110}
 POP3S_PORT=${POP3S_PORT:-1995}
 pids=""
@@ -52,6 +55,16 @@ serve() {	# port, program, arguments...
 	pids="$pids $!"
 }
 serve $SMTP_PORT "$top/$BUILD/smtp-handler" -c "$conf"
+serve $SUBMISSION_PORT "$top/$BUILD/smtp-handler" -c "$conf" --submission
+serve $SUBMISSIONS_PORT "$top/$BUILD/smtp-handler" -c "$conf" --submission --tls=implicit
+rm -f "$run/sendmail.sock"
+systemd-socket-activate --inetd --accept -l "$run/sendmail.sock" \
+	"$top/$BUILD/smtp-handler" -c "$conf" --local 2>>"$run/handlers.log" &
+pids="$pids $!"
+# The queue runner, every 30 s (under systemd: a timer and a path unit).
+(while sleep 30; do "$top/$BUILD/queue-runner" -c "$conf"; done) \
+	2>>"$run/handlers.log" &
+pids="$pids $!"
 serve $POP3_PORT "$top/$BUILD/pop3-handler" -c "$conf"
 serve $POP3S_PORT "$top/$BUILD/pop3-handler" -c "$conf" --tls=implicit
 cat <<MSG
@@ -59,6 +72,11 @@ cat <<MSG
 sockmail is running (state in $run, handler logs in $run/handlers.log):
   SMTP   127.0.0.1:$SMTP_PORT   inbound MX: mail for demo@example.test
                           (STARTTLS; AUTH PLAIN/LOGIN)
+  submission 127.0.0.1:$SUBMISSION_PORT (STARTTLS) and $SUBMISSIONS_PORT (implicit TLS):
+                          send as demo@example.test after AUTH
+  sendmail   $BUILD/sendmail -c $conf -t < message
+  queue      $BUILD/queue-runner runs every 30 s;
+             $BUILD/sockmailctl -c $conf queue list
   POP3   127.0.0.1:$POP3_PORT   STLS, USER/PASS, AUTH PLAIN
   POP3S  127.0.0.1:$POP3S_PORT   implicit TLS
   login: demo@example.test  password: demo   (self-signed certificate:
@@ -67,7 +85,8 @@ sockmail is running (state in $run, handler logs in $run/handlers.log):
 Try:  swaks --server 127.0.0.1:$SMTP_PORT --to demo@example.test
       curl -k pop3s://demo%40example.test:demo@127.0.0.1:$POP3S_PORT/1
 In a mail client: incoming POP3 127.0.0.1 port $POP3_PORT (STARTTLS) or
-$POP3S_PORT (SSL/TLS), user demo@example.test.
+$POP3S_PORT (SSL/TLS); outgoing SMTP 127.0.0.1 port $SUBMISSION_PORT (STARTTLS)
+or $SUBMISSIONS_PORT (SSL/TLS); user demo@example.test.
 Stop with Ctrl-C.
 MSG
 wait
