@@ -58,7 +58,7 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRC = $(wildcard tests/bench/*.c)
 HELPER_BIN = $(HELPER_SRC:tests/bench/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e run bench install uninstall clean deps
+.PHONY: all check check-unit check-e2e check-units run bench install uninstall clean deps
 
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(TLS_MODULE)
 
@@ -150,6 +150,12 @@ bench: deps
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench_tls.py
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench_queue.py
 
+# systemd units (units/): the unit directory systemd's pkg-config names;
+# ExecStart= paths follow PREFIX.
+SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+UNITS = $(wildcard units/*.socket units/*.service units/*.timer units/*.path units/*.target)
+UNIT_SED = s|/usr/libexec/sockmail/|$(PREFIX)/libexec/sockmail/|
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/libexec/sockmail $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/smtp-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
@@ -158,7 +164,19 @@ install: all
 	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/sockmailctl $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BUILD)/sendmail $(DESTDIR)$(PREFIX)/sbin/sockmail-sendmail
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for u in $(notdir $(UNITS)); do \
+		sed '$(UNIT_SED)' units/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
+	done
+	install -d $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
+	install -m 0644 units/sysusers.d/sockmail.conf $(DESTDIR)/usr/lib/sysusers.d/sockmail.conf
+	install -m 0644 units/tmpfiles.d/sockmail.conf $(DESTDIR)/usr/lib/tmpfiles.d/sockmail.conf
+	install -d $(DESTDIR)/etc/sockmail
+	test -e $(DESTDIR)/etc/sockmail/sockmail.conf || \
+		install -m 0644 units/sockmail.conf.example $(DESTDIR)/etc/sockmail/sockmail.conf
 
+# The configuration is the sysadmin's: removed only if never edited.
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/smtp-handler
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/pop3-handler
@@ -167,6 +185,27 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmailctl
 	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmail-sendmail
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/sockmail
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS)))
+	rm -f $(DESTDIR)/usr/lib/sysusers.d/sockmail.conf
+	rm -f $(DESTDIR)/usr/lib/tmpfiles.d/sockmail.conf
+	if cmp -s units/sockmail.conf.example $(DESTDIR)/etc/sockmail/sockmail.conf; then \
+		rm -f $(DESTDIR)/etc/sockmail/sockmail.conf; \
+		rmdir $(DESTDIR)/etc/sockmail 2>/dev/null || true; \
+	fi
+
+# systemd-analyze verify on copies of the units whose ExecStart= points at
+# build/ (it checks that the programs exist): any output fails.  Then each
+# service's exposure.  Not part of `make check`.
+check-units: all
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for u in $(notdir $(UNITS)); do \
+		sed 's|/usr/libexec/sockmail/|$(CURDIR)/$(BUILD)/|' units/$$u > "$$tmp/$$u" || exit 1; \
+	done && \
+	out=$$(cd "$$tmp" && systemd-analyze verify $(notdir $(UNITS)) 2>&1); \
+	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+	for s in $(notdir $(filter %.service,$(UNITS))); do \
+		systemd-analyze security --offline=yes "$$tmp/$$s" 2>&1 | tail -n 1 || exit 1; \
+	done
 
 clean:
 	rm -rf build build-san
