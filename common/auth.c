@@ -209,9 +209,20 @@ static bool hash_usable(const struct str *hash)
 	return r == CRYPT_SALT_OK || r == CRYPT_SALT_METHOD_LEGACY;
 }
 
+unsigned long auth_hash_count;
+char auth_last_setting[AUTH_SETTING_PREFIX_MAX];
+
 /* crypt(password, setting) == setting?  One full hash computation. */
 static bool crypt_matches(const char *password, const char *setting)
 {
+	auth_hash_count++;
+	/* algorithm and cost only: "$y$j9T$" (never the salt or hash) */
+	size_t n = 0;
+	for (int dollars = 0; setting[n] && dollars < 3 &&
+			      n + 1 < sizeof auth_last_setting; n++)
+		dollars += setting[n] == '$';
+	memcpy(auth_last_setting, setting, n);
+	auth_last_setting[n] = '\0';
 	struct crypt_data *data = xcalloc(1, sizeof *data);
 	const char *h = crypt_rn(password, setting, data, (int)sizeof *data);
 	bool ok = h != NULL && h[0] != '*' && equal_const_time(h, setting);

@@ -49,6 +49,14 @@ enum auth_result auth_check_password(struct userdb *db, const char *user,
  * plaintext only from loopback when auth_plaintext = loopback. */
 bool auth_login_allowed(const struct config *cfg, bool tls, const char *peer);
 
+/* For tests of the "no user-existence oracle" promise: how many hash
+ * computations auth_check_password has made, and the algorithm and cost
+ * ("$y$j9T$") of the setting the last one used (the stored hash, or the
+ * dummy).  Deterministic, unlike a stopwatch. */
+#define AUTH_SETTING_PREFIX_MAX 32
+extern unsigned long auth_hash_count;
+extern char auth_last_setting[AUTH_SETTING_PREFIX_MAX];
+
 /* Wipe and free a string that held a secret. */
 void str_free_secret(struct str *s);
 

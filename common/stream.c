@@ -255,6 +255,23 @@ void stream_puts(struct stream *s, const char *text)
 	stream_write(s, text, strlen(text));
 }
 
+void stream_vline(struct stream *s, const char *fmt, va_list ap)
+{
+	struct str buf = STR_INIT;
+	str_vprintf(&buf, fmt, ap);
+	str_append(&buf, "\r\n");
+	stream_write(s, buf.data, buf.len);
+	str_free(&buf);
+}
+
+void stream_line(struct stream *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	stream_vline(s, fmt, ap);
+	va_end(ap);
+}
+
 void stream_printf(struct stream *s, const char *fmt, ...)
 {
 	struct str buf = STR_INIT;

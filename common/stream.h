@@ -11,6 +11,7 @@
 #ifndef SOCKMAIL_STREAM_H
 #define SOCKMAIL_STREAM_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -74,6 +75,10 @@ void stream_discard_input(struct stream *s);
 void stream_write(struct stream *s, const void *data, size_t len);
 void stream_puts(struct stream *s, const char *text);
 void stream_printf(struct stream *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* A protocol line: the formatted text and CRLF. */
+void stream_vline(struct stream *s, const char *fmt, va_list ap);
+void stream_line(struct stream *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Write out what is buffered; STREAM_OK or the sticky error. */
 int stream_flush(struct stream *s);

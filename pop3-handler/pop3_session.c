@@ -63,14 +63,10 @@ void pop3_err(struct pop3_session *s, const char *fmt, ...)
  * start with '.', so no stuffing is needed here. */
 void pop3_line(struct pop3_session *s, const char *fmt, ...)
 {
-	struct str line = STR_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	str_vprintf(&line, fmt, ap);
+	stream_vline(&s->io, fmt, ap);
 	va_end(ap);
-	str_append(&line, "\r\n");
-	stream_write(&s->io, line.data, line.len);
-	str_free(&line);
 }
 
 void pop3_end(struct pop3_session *s)

@@ -157,14 +157,10 @@ static int smtpc_command(struct smtpc *c, const char *stage,
 static int smtpc_command(struct smtpc *c, const char *stage,
 			 const char *fmt, ...)
 {
-	struct str line = STR_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	str_vprintf(&line, fmt, ap);
+	stream_vline(&c->io, fmt, ap);
 	va_end(ap);
-	str_append(&line, "\r\n");
-	stream_write(&c->io, line.data, line.len);
-	str_free(&line);
 	int r = smtpc_reply_read(&c->io, &c->reply);
 	if (r != 0)
 		smtpc_fail_read(c, r, stage);
@@ -337,14 +333,10 @@ static void smtpc_send_line(struct smtpc *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void smtpc_send_line(struct smtpc *c, const char *fmt, ...)
 {
-	struct str line = STR_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	str_vprintf(&line, fmt, ap);
+	stream_vline(&c->io, fmt, ap);
 	va_end(ap);
-	str_append(&line, "\r\n");
-	stream_write(&c->io, line.data, line.len);
-	str_free(&line);
 }
 
 static void smtpc_send_mail(struct smtpc *c)

@@ -15,20 +15,11 @@
 #include "log.h"
 #include "smtp.h"
 
-static void smtp_vreply(struct smtp_session *s, const char *fmt, va_list ap)
-{
-	struct str line = STR_INIT;
-	str_vprintf(&line, fmt, ap);
-	str_append(&line, "\r\n");
-	stream_write(&s->io, line.data, line.len);
-	str_free(&line);
-}
-
 void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	smtp_vreply(s, fmt, ap);
+	stream_vline(&s->io, fmt, ap);
 	va_end(ap);
 }
 
@@ -36,7 +27,7 @@ void smtp_reply_error(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	smtp_vreply(s, fmt, ap);
+	stream_vline(&s->io, fmt, ap);
 	va_end(ap);
 	if (++s->errors >= s->cfg->max_bad_commands) {
 		smtp_reply(s, "421 4.7.0 %s Error: too many errors",

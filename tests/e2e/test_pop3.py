@@ -838,9 +838,7 @@ class TimeoutTests(POP3TestCase):
         c = self.raw()
         c.login()
         self.assertEqual(c.cmd("DELE 1"), b"+OK Message 1 deleted")
-        t0 = time.monotonic()
         c.expect_eof(timeout=WAIT)  # RFC 1939 3: closed without a response
-        self.assertLess(time.monotonic() - t0, WAIT)
         self.assertEqual(self.files("new"), [a[1]])
         self.assertTrue(self.wait_log(r"USER=alice@example\.org RETR=0 TOP=0 DELE=0 "
                                       r"RESULT=timeout$"))
@@ -868,8 +866,11 @@ class FetchmailTests(POP3TestCase):
                        "keep" if keep else "nokeep", extra, self.mda_out))
         os.chmod(rc, 0o600)
         env = dict(os.environ, HOME=self.home)
+        # fetchmail run as root keeps its lock in /var/run: a private
+        # pidfile lets two test runs on one machine not collide.
         r = subprocess.run(["fetchmail", "--nodetach", "--nosyslog", "-v",
-                            "-f", rc, "-i", os.path.join(self.home, ".fetchids")],
+                            "-f", rc, "-i", os.path.join(self.home, ".fetchids"),
+                            "--pidfile", os.path.join(self.home, "fetchmail.pid")],
                            env=env, capture_output=True, timeout=WAIT * 3)
         out = r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
         self.assertIn(r.returncode, expect_rc, out)

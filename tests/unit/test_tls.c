@@ -866,10 +866,11 @@ static void test_cut_handshake(void **state)
 	struct pollfd pf = { .fd = srv.client_fd, .events = POLLIN };
 	assert_int_equal(poll(&pf, 1, 5000), 1);
 	client_free(&c);
-	long long t0 = now_ms();
 	struct srv_result r;
 	server_finish(&srv, &r, (SERVER_TIMEOUT - 1) * 1000);	/* closes */
-	assert_true(now_ms() - t0 < 2000);
+	/* it noticed the cut rather than waiting for its timeout (asserted
+	 * on what it said, not on a stopwatch: a busy machine is slow) */
+	assert_null(strstr(r.err, "timed out"));
 	assert_int_equal(r.started, 0);
 	/* EOF, ECONNRESET or EPIPE: depends on how far the server got */
 	if (strcmp(r.err, "TLS handshake failed: connection closed by peer") != 0 &&
