@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "maildate.h"
 #include "str.h"
 
 #define DSN_READ_CHUNK 8192
@@ -28,16 +29,6 @@ static void dsn_append_clean(struct str *out, const char *text)
 {
 	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
 		str_append_c(out, *p < 0x20 || *p == 0x7f ? ' ' : (char)*p);
-}
-
-/* RFC 5322 date-time, in local time like the Received: headers. */
-static void dsn_date(time_t t, struct str *out)
-{
-	char buf[64];
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm);
-	str_append(out, buf);
 }
 
 /* "4h", "2 days": for the human-readable text. */
@@ -187,7 +178,7 @@ static void dsn_header(const struct dsn_info *info, const char *boundary,
 		       bool utf8, struct str *out)
 {
 	str_append(out, "Date: ");
-	dsn_date(info->now, out);
+	mail_date(info->now, out);
 	str_printf(out, "\nFrom: MAILER-DAEMON@%s (Mail Delivery System)\n",
 		   info->hostname);
 	str_append(out, "To: <");
@@ -294,12 +285,12 @@ static void dsn_rcpt_fields(const struct dsn_info *info,
 	}
 	if (r->attempts > 0) {
 		str_append(out, "Last-Attempt-Date: ");
-		dsn_date(info->now, out);
+		mail_date(info->now, out);
 		str_append(out, "\n");
 	}
 	if (info->kind == DSN_DELAYED) {
 		str_append(out, "Will-Retry-Until: ");
-		dsn_date(env->arrival + (time_t)info->queue_lifetime, out);
+		mail_date(env->arrival + (time_t)info->queue_lifetime, out);
 		str_append(out, "\n");
 	}
 	str_free(&mta);
@@ -318,7 +309,7 @@ static void dsn_status_part(const struct dsn_info *info,
 		str_append(out, "\n");
 	}
 	str_append(out, "Arrival-Date: ");
-	dsn_date(env->arrival, out);
+	mail_date(env->arrival, out);
 	str_append(out, "\n");
 	for (size_t i = 0; i < n; i++)
 		dsn_rcpt_fields(info, env, &env->rcpts[rcpts[i]], out);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "maildate.h"
 #include "maildir.h"
 #include "smtp.h"
 
@@ -95,12 +96,9 @@ static void data_add_headers(struct smtp_session *s, struct data_reader *d)
 	if (!d->seen_from)
 		str_printf(&h, "From: <%s>\n", str_c(&s->sender));
 	if (!d->seen_date) {
-		char date[64];
-		time_t now = time(NULL);
-		struct tm tm;
-		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z",
-			 localtime_r(&now, &tm));
-		str_printf(&h, "Date: %s\n", date);
+		str_append(&h, "Date: ");
+		mail_date(time(NULL), &h);
+		str_append(&h, "\n");
 	}
 	if (!d->seen_msgid)
 		str_printf(&h, "Message-ID: <%s@%s>\n", s->queue_id,
@@ -221,12 +219,6 @@ static void data_received_from(struct smtp_session *s, struct str *h)
 static void data_trace_headers(struct smtp_session *s, struct mailfile *f)
 {
 	struct str h = STR_INIT;
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
-
 	str_printf(&h, "Return-Path: <%s>\nReceived: ", str_c(&s->sender));
 	data_received_from(s, &h);
 	/* RFC 3848 / 6531 protocol names: ESMTPS, ESMTPSA, UTF8SMTPA, ... */
@@ -236,7 +228,9 @@ static void data_trace_headers(struct smtp_session *s, struct mailfile *f)
 		   s->tls ? "S" : "", s->auth_user ? "A" : "", s->queue_id);
 	if (s->rcpts.n == 1)
 		str_printf(&h, "\n\tfor <%s>", s->rcpts.items[0]);
-	str_printf(&h, "; %s\n", date);
+	str_append(&h, "; ");
+	mail_date(time(NULL), &h);
+	str_append(&h, "\n");
 	mailfile_write(f, h.data, h.len);
 	str_free(&h);
 }
