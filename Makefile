@@ -36,7 +36,8 @@ LIBS = -ltdb -lcrypt
 # Debian packages the build, the tests and `make run` need.
 DEB_PACKAGES = gcc make pkg-config libc6-dev libtdb-dev libcrypt-dev \
 	       libsystemd-dev libgnutls28-dev libcmocka-dev systemd \
-	       python3 swaks gnutls-bin tdb-tools fetchmail curl dnsmasq-base
+	       python3 swaks gnutls-bin tdb-tools fetchmail curl dnsmasq-base \
+	       isync systemd-container debootstrap
 
 # tls_module.c is the GnuTLS module, dlopen()ed on first use (see
 # common/tls.h): never part of libcommon.
@@ -45,9 +46,12 @@ COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBCOMMON = $(BUILD)/libcommon.a
 TLS_MODULE = $(BUILD)/sockmail-tls.so
 
-PROGRAMS = smtp-handler pop3-handler sockmailctl sendmail queue-runner
+PROGRAMS = smtp-handler pop3-handler imap-handler sockmailctl sendmail queue-runner
 SMTP_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard smtp-handler/*.c))
 POP3_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard pop3-handler/*.c))
+IMAP_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard imap-handler/*.c))
+# imap-handler without its main, for the unit tests.
+LIBIMAP = $(BUILD)/libimap.a
 CTL_OBJ = $(BUILD)/obj/ctl/sockmailctl.o
 SENDMAIL_OBJ = $(BUILD)/obj/ctl/sendmail.o
 RUNNER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard queue-runner/*.c))
@@ -58,13 +62,16 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRC = $(wildcard tests/bench/*.c)
 HELPER_BIN = $(HELPER_SRC:tests/bench/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-units run bench install uninstall clean deps
+.PHONY: all check check-unit check-e2e check-units check-systemd run bench install uninstall clean deps
 
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(TLS_MODULE)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Only imap-handler and its tests see its headers.
+$(BUILD)/obj/imap-handler/%.o $(BUILD)/obj/tests/unit/test_imap_%.o: ALL_CFLAGS += -Iimap-handler
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
@@ -81,6 +88,13 @@ $(BUILD)/smtp-handler: $(SMTP_OBJ) $(LIBCOMMON)
 
 $(BUILD)/pop3-handler: $(POP3_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/imap-handler: $(IMAP_OBJ) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(LIBIMAP): $(filter-out %/imap_main.o,$(IMAP_OBJ))
+	@rm -f $@
+	ar rcs $@ $^
 
 $(BUILD)/sockmailctl: $(CTL_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
@@ -99,6 +113,12 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIBCOMMON)
 # test_pop3_* also link pop3-handler's command parser.
 $(BUILD)/tests/test_pop3_%: $(BUILD)/obj/tests/unit/test_pop3_%.o \
 			    $(BUILD)/obj/pop3-handler/pop3_cmd.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# test_imap_* also link imap-handler (all but its main).
+$(BUILD)/tests/test_imap_%: $(BUILD)/obj/tests/unit/test_imap_%.o \
+			    $(LIBIMAP) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
@@ -133,6 +153,14 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(HELPER_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run-all.sh
+ifneq ($(SANITIZE),1)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory check-systemd; \
+	else echo "check-systemd: skipped (needs root: sudo make check-systemd)"; fi
+endif
+
+# The installed units under a real systemd in systemd-nspawn (root only).
+check-systemd: all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/systemd/run.sh
 
 check-unit: all $(UNIT_BIN)
 	@BUILD=$(BUILD) sh tests/run-all.sh unit
@@ -155,11 +183,16 @@ bench: deps
 SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
 UNITS = $(wildcard units/*.socket units/*.service units/*.timer units/*.path units/*.target)
 UNIT_SED = s|/usr/libexec/sockmail/|$(PREFIX)/libexec/sockmail/|
+MANDIR ?= $(PREFIX)/share/man
+MAN8 = smtp-handler/smtp-handler.8 pop3-handler/pop3-handler.8 \
+       imap-handler/imap-handler.8 queue-runner/queue-runner.8 \
+       ctl/sockmailctl.8 ctl/sockmail-sendmail.8
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/libexec/sockmail $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/smtp-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/pop3-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
+	install -m 0755 $(BUILD)/imap-handler $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/queue-runner $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/libexec/sockmail/
 	install -m 0755 $(BUILD)/sockmailctl $(DESTDIR)$(PREFIX)/sbin/
@@ -172,6 +205,15 @@ install: all
 	install -d $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
 	install -m 0644 units/sysusers.d/sockmail.conf $(DESTDIR)/usr/lib/sysusers.d/sockmail.conf
 	install -m 0644 units/tmpfiles.d/sockmail.conf $(DESTDIR)/usr/lib/tmpfiles.d/sockmail.conf
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 units/sockmail.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 units/sockmail.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	for l in sendmail:sbin mailq:bin; do \
+		n=$${l%%:*}; d=$(DESTDIR)/usr/$${l#*:}; install -d $$d; \
+		test -e $$d/$$n || test -L $$d/$$n || \
+			ln -s $(PREFIX)/sbin/sockmail-sendmail $$d/$$n; \
+	done
 	install -d $(DESTDIR)/etc/sockmail
 	test -e $(DESTDIR)/etc/sockmail/sockmail.conf || \
 		install -m 0644 units/sockmail.conf.example $(DESTDIR)/etc/sockmail/sockmail.conf
@@ -180,6 +222,7 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/smtp-handler
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/pop3-handler
+	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/imap-handler
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/queue-runner
 	rm -f $(DESTDIR)$(PREFIX)/libexec/sockmail/sockmail-tls.so
 	rm -f $(DESTDIR)$(PREFIX)/sbin/sockmailctl
@@ -187,6 +230,12 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/sockmail
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS)))
 	rm -f $(DESTDIR)/usr/lib/sysusers.d/sockmail.conf
+	rm -f $(DESTDIR)$(MANDIR)/man5/sockmail.conf.5 $(DESTDIR)$(MANDIR)/man7/sockmail.7
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+	for l in sbin/sendmail bin/mailq; do \
+		[ "$$(readlink $(DESTDIR)/usr/$$l)" = $(PREFIX)/sbin/sockmail-sendmail ] && \
+			rm -f $(DESTDIR)/usr/$$l; true; \
+	done
 	rm -f $(DESTDIR)/usr/lib/tmpfiles.d/sockmail.conf
 	if cmp -s units/sockmail.conf.example $(DESTDIR)/etc/sockmail/sockmail.conf; then \
 		rm -f $(DESTDIR)/etc/sockmail/sockmail.conf; \
@@ -211,3 +260,4 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:

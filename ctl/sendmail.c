@@ -38,13 +38,15 @@ struct options {
 	const char *from;	/* -f */
 	const char *name;	/* -F */
 	const char *config;
+	bool list_queue;	/* -bp, or called as mailq */
 	struct strlist rcpts;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: sendmail [-t] [-i|-oi] [-f FROM] [-F NAME] "
-		     "[-c FILE] [RCPT...] < message\n");
+		     "[-c FILE] [RCPT...] < message\n"
+		     "       sendmail -bp | mailq   (the queue: sockmailctl queue list)\n");
 }
 
 __attribute__((noreturn)) static void die(int code, const char *fmt, ...)
@@ -59,6 +61,25 @@ static void die(int code, const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 	exit(code);
+}
+
+/* mailq, and sendmail -bp: the queue listing is sockmailctl's, installed
+ * beside this program. */
+__attribute__((noreturn)) static void list_queue(const char *config)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 32);
+	if (n <= 0)
+		die(EX_OSERR, "cannot find sockmailctl: %s", strerror(errno));
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	strcpy(slash + 1, "sockmailctl");
+	if (config != NULL)
+		execl(self, "sockmailctl", "-c", config, "queue", "list",
+		      (char *)NULL);
+	else
+		execl(self, "sockmailctl", "queue", "list", (char *)NULL);
+	die(EX_UNAVAILABLE, "cannot run %s: %s", self, strerror(errno));
 }
 
 /* Traditional options: -oi, -odb, -oem and friends are accepted; only -oi
@@ -86,7 +107,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 				o->dot_ends = false;
 			break;
 		case 'b':
-			if (strcmp(optarg, "m") != 0)
+			if (strcmp(optarg, "p") == 0)
+				o->list_queue = true;
+			else if (strcmp(optarg, "m") != 0)
 				die(EX_USAGE, "-b%s is not supported", optarg);
 			break;
 		case 'B': case 'N': case 'R': case 'v': case 'U':
@@ -102,6 +125,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 			exit(EX_USAGE);
 		}
 	}
+	const char *base = strrchr(argv[0], '/');
+	if (o->list_queue || strcmp(base ? base + 1 : argv[0], "mailq") == 0)
+		list_queue(o->config);
 	for (int i = optind; i < argc; i++) {
 		/* "a@b, c@d" as one argument is common in scripts */
 		addr_header_list(argv[i], &o->rcpts);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # `make run`: a demo sockmail on loopback high ports, state in ./run/.
 # Creates the demo domain example.test with user demo@example.test
-# (password "demo"), a self-signed certificate, and serves SMTP and POP3 on
+# (password "demo"), a self-signed certificate, and serves SMTP, POP3 and IMAP on
 # loopback high ports until Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
@@ -45,6 +45,8 @@ SUBMISSION_PORT=${SUBMISSION_PORT:-2587}
 SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-2465}
 POP3_PORT=${POP3_PORT:-1110}
 POP3S_PORT=${POP3S_PORT:-1995}
+IMAP_PORT=${IMAP_PORT:-1143}
+IMAPS_PORT=${IMAPS_PORT:-1993}
 pids=""
 trap 'kill $pids 2>/dev/null; exit 0' INT TERM EXIT
 serve() {	# port, program, arguments...
@@ -67,6 +69,8 @@ pids="$pids $!"
 pids="$pids $!"
 serve $POP3_PORT "$top/$BUILD/pop3-handler" -c "$conf"
 serve $POP3S_PORT "$top/$BUILD/pop3-handler" -c "$conf" --tls=implicit
+serve $IMAP_PORT "$top/$BUILD/imap-handler" -c "$conf"
+serve $IMAPS_PORT "$top/$BUILD/imap-handler" -c "$conf" --tls=implicit
 cat <<MSG
 
 sockmail is running (state in $run, handler logs in $run/handlers.log):
@@ -79,13 +83,17 @@ sockmail is running (state in $run, handler logs in $run/handlers.log):
              $BUILD/sockmailctl -c $conf queue list
   POP3   127.0.0.1:$POP3_PORT   STLS, USER/PASS, AUTH PLAIN
   POP3S  127.0.0.1:$POP3S_PORT   implicit TLS
+  IMAP   127.0.0.1:$IMAP_PORT   STARTTLS, LOGIN, AUTHENTICATE PLAIN, IDLE
+  IMAPS  127.0.0.1:$IMAPS_PORT   implicit TLS
   login: demo@example.test  password: demo   (self-signed certificate:
   $run/cert.pem)
 
 Try:  swaks --server 127.0.0.1:$SMTP_PORT --to demo@example.test
       curl -k pop3s://demo%40example.test:demo@127.0.0.1:$POP3S_PORT/1
-In a mail client: incoming POP3 127.0.0.1 port $POP3_PORT (STARTTLS) or
-$POP3S_PORT (SSL/TLS); outgoing SMTP 127.0.0.1 port $SUBMISSION_PORT (STARTTLS)
+      curl -k 'imaps://demo%40example.test:demo@127.0.0.1:$IMAPS_PORT/INBOX;UID=1'
+In a mail client: incoming IMAP 127.0.0.1 port $IMAP_PORT (STARTTLS) or
+$IMAPS_PORT (SSL/TLS), or POP3 port $POP3_PORT (STARTTLS) or $POP3S_PORT (SSL/TLS);
+outgoing SMTP 127.0.0.1 port $SUBMISSION_PORT (STARTTLS)
 or $SUBMISSIONS_PORT (SSL/TLS); user demo@example.test.
 Stop with Ctrl-C.
 MSG

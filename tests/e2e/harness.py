@@ -976,3 +976,657 @@ class SockmailTestCase(unittest.TestCase):
             self.assertEqual(m.group("for"), rcpt.encode())
         self.assertEqual(body, crlf_to_lf(message))
         return m
+
+
+# ===================================================================== IMAP
+# Appended for tests/e2e/test_imap.py and tests/e2e/test_imap_clients.py:
+# a TLS certificate, a second listener (smtp-handler next to imap-handler),
+# messages written straight into a Maildir++ folder, a byte-exact IMAP
+# client with a parser for its responses, and a TestCase base class.
+
+import atexit as _atexit
+import itertools as _itertools
+import shutil as _shutil
+
+IMAP_PASSWORD = "secret-Passw0rd"  # what add_user gives everyone
+IMAP_NOT_LOOPBACK = "192.0.2.7"
+
+_tls_files = {}
+
+
+def tls_certificate():
+    """(cert, key) paths of a self-signed ECDSA certificate for HOSTNAME
+    and 127.0.0.1, made once per run with certtool (removed at exit)."""
+    if not _tls_files:
+        d = tempfile.mkdtemp(prefix="sockmail-e2e-cert-")
+        _atexit.register(_shutil.rmtree, d, True)
+        tmpl = os.path.join(d, "cert.tmpl")
+        with open(tmpl, "w") as f:
+            f.write('cn = "%s"\ndns_name = "%s"\nip_address = "127.0.0.1"\n'
+                    "expiration_days = 30\ntls_www_server\nsigning_key\n"
+                    "encryption_key\n" % (HOSTNAME, HOSTNAME))
+        key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+        subprocess.run(["certtool", "--generate-privkey", "--key-type=ecdsa",
+                        "--outfile", key], check=True, capture_output=True)
+        subprocess.run(["certtool", "--generate-self-signed", "--load-privkey",
+                        key, "--template", tmpl, "--outfile", cert],
+                       check=True, capture_output=True)
+        _tls_files.update(dir=d, cert=cert, key=key)
+    return _tls_files["cert"], _tls_files["key"]
+
+
+def tls_client_context():
+    """A client context that trusts (only) the test certificate."""
+    return ssl.create_default_context(cafile=tls_certificate()[0])
+
+
+def start_imap(srv, args=(), env=None):
+    """Start srv's listener with imap-handler (args e.g. ["--tls=implicit"],
+    env e.g. {"SOCKMAIL_TEST_PEER": IMAP_NOT_LOOPBACK}); returns the port."""
+    return srv.start(args, env, handler="imap-handler")
+
+
+def start_listener(srv, handler, args=(), env=None):
+    """A further TCP listener of srv on another free port, starting
+    BUILD/handler per connection (e.g. smtp-handler for deliveries next to
+    an imap-handler listener).  Its handlers count in srv.handler_pids()
+    and srv.stop() stops it with the others.  Returns the port."""
+    exe = program(handler)
+    if not os.access(exe, os.X_OK):
+        raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
+    last = None
+    for _ in range(10):
+        port = free_port()
+        argv = [ACTIVATE, "--accept", "--inetd", "-l", "127.0.0.1:%d" % port]
+        for v in PASS_ENV:
+            if v in os.environ and v not in (env or {}):
+                argv += ["-E", v]
+        for k, v in (env or {}).items():
+            argv += ["-E", "%s=%s" % (k, v)]
+        argv += [exe, "-c", srv.conf_path] + list(args)
+        errf = open(srv.stderr_path, "ab")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=errf,
+                                cwd=srv.dir, start_new_session=True)
+        errf.close()
+
+        def ready(proc=proc, port=port):
+            if proc.poll() is not None:
+                return "exited"
+            return "ok" if _listen_inodes(port) & _fd_inodes(proc.pid) else None
+        state = wait_until(ready)
+        if state == "ok":
+            # srv.unix is the list stop() tears down; the "path" is one
+            # that does not exist, so its unlink there is a no-op.
+            srv.unix.append((proc, os.path.join(srv.dir, "tcp-listener-%d" % port)))
+            return port
+        last = state
+        SockmailServer._kill(proc)
+    raise AssertionError("systemd-socket-activate for %s did not start (%s): %s"
+                         % (handler, last, srv.stderr_text()[-2000:]))
+
+
+# -- Maildir++ folders as imap-handler lays them out
+
+def imap_folder_dir(srv, address, folder=""):
+    """The directory of an IMAP folder: the Maildir root for INBOX (or ""),
+    else <root>/.<level>.<level> (plain ASCII names without '.' only)."""
+    root = srv.maildir(address)
+    if folder == "" or folder.upper() == "INBOX":
+        return root
+    return os.path.join(root, "." + folder.replace("/", "."))
+
+
+_imap_put_seq = _itertools.count(1)
+
+
+def maildir_put(srv, address, content, folder="", sub="new", flags="",
+                when=None):
+    """Write content (LF line ends) into a folder's new/ or cur/ (with
+    ":2,<flags>") as delivery names it (<time>.M<usec>P<pid>Q<n>.<host>,
+    S=<size>,W=<crlf size>), with mtime = when (INTERNALDATE).  Messages
+    put with increasing when sort (and get UIDs) in that order.  Returns
+    the file name."""
+    n = next(_imap_put_seq)
+    when = when if when is not None else 1700000000 + n
+    name = "%d.M%06dP%dQ%d.testhost,S=%d,W=%d" % (
+        when, n % 1000000, os.getpid(), n, len(content),
+        len(content) + content.count(b"\n"))
+    if sub == "cur":
+        name += ":2," + flags
+    path = os.path.join(imap_folder_dir(srv, address, folder), sub, name)
+    with open(path, "wb") as f:
+        f.write(content)
+    os.utime(path, (when, when))
+    return name
+
+
+def lf_to_crlf(content):
+    """What IMAP serves for an LF file: every lone LF becomes CRLF (no
+    final line end is added)."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", content)
+
+
+# -- the IMAP wire format
+
+class Atom(bytes):
+    """An IMAP atom in a parsed response (strings are plain bytes, NIL is
+    None, lists are lists)."""
+
+
+def imap_parse(buf, i=0):
+    """Parse one value of an IMAP response at buf[i:]: (value, next i).
+    Atoms may hold a [section] with spaces and parentheses, as in
+    BODY[HEADER.FIELDS (FROM)]<0>."""
+    n = len(buf)
+    while i < n and buf[i:i + 1] == b" ":
+        i += 1
+    if i >= n:
+        raise ProtocolError("value expected at end of %r" % buf[:300])
+    c = buf[i:i + 1]
+    if c == b"(":
+        out = []
+        i += 1
+        while True:
+            while i < n and buf[i:i + 1] == b" ":
+                i += 1
+            if i >= n:
+                raise ProtocolError("unbalanced ( in %r" % buf[:300])
+            if buf[i:i + 1] == b")":
+                return out, i + 1
+            v, i = imap_parse(buf, i)
+            out.append(v)
+    if c == b'"':
+        out = bytearray()
+        i += 1
+        while True:
+            if i >= n:
+                raise ProtocolError("unterminated quoted string in %r" % buf[:300])
+            ch = buf[i:i + 1]
+            if ch == b"\\":
+                out += buf[i + 1:i + 2]
+                i += 2
+                continue
+            if ch == b'"':
+                return bytes(out), i + 1
+            if ch in (b"\r", b"\n"):
+                raise ProtocolError("CR/LF in a quoted string: %r" % buf[:300])
+            out += ch
+            i += 1
+    if c == b"{":
+        m = re.compile(rb"\{(\d+)\}\r\n").match(buf, i)
+        if not m:
+            raise ProtocolError("bad literal at %r" % buf[i:i + 30])
+        start = m.end()
+        end = start + int(m.group(1))
+        if end > n:
+            raise ProtocolError("literal runs past the response")
+        return bytes(buf[start:end]), end
+    j = i
+    depth = 0
+    while j < n:
+        ch = buf[j:j + 1]
+        if ch == b"[":
+            depth += 1
+        elif ch == b"]":
+            depth -= 1
+        elif depth <= 0 and ch in (b" ", b"(", b")"):
+            break
+        j += 1
+    if j == i:
+        raise ProtocolError("unexpected %r at %d in %r" % (c, i, buf[:300]))
+    a = bytes(buf[i:j])
+    if a.upper() == b"NIL":
+        return None, j
+    return Atom(a), j
+
+
+def imap_parse_all(buf):
+    """All values of buf (e.g. an untagged response without "* ")."""
+    out, i = [], 0
+    while True:
+        while i < len(buf) and buf[i:i + 1] == b" ":
+            i += 1
+        if i >= len(buf):
+            return out
+        v, i = imap_parse(buf, i)
+        out.append(v)
+
+
+class FetchData:
+    """One "* n FETCH (...)" response: seq, items (upper-cased name ->
+    parsed value) and raw (upper-cased name -> the value's exact bytes)."""
+
+    def __init__(self, untagged):
+        m = re.match(rb"(\d+) FETCH \(", untagged, re.I)
+        if not m:
+            raise ProtocolError("not a FETCH response: %r" % untagged[:300])
+        self.seq = int(m.group(1))
+        self.items, self.raw = {}, {}
+        i, n = m.end(), len(untagged)
+        while True:
+            while i < n and untagged[i:i + 1] == b" ":
+                i += 1
+            if i >= n:
+                raise ProtocolError("FETCH response not closed: %r" % untagged[:300])
+            if untagged[i:i + 1] == b")":
+                if untagged[i + 1:].strip():
+                    raise ProtocolError("bytes after FETCH (...): %r" % untagged[:300])
+                break
+            name, i = imap_parse(untagged, i)
+            if not isinstance(name, Atom):
+                raise ProtocolError("FETCH item name %r" % name)
+            while i < n and untagged[i:i + 1] == b" ":
+                i += 1
+            start = i
+            value, i = imap_parse(untagged, i)
+            key = name.upper().decode()
+            if key in self.items:
+                raise ProtocolError("FETCH item %s twice: %r" % (key, untagged[:300]))
+            self.items[key] = value
+            self.raw[key] = bytes(untagged[start:i])
+
+    def flags(self):
+        """FLAGS as a set of str (None if not in the response)."""
+        if "FLAGS" not in self.items:
+            return None
+        return set(f.decode() for f in self.items["FLAGS"])
+
+    def __repr__(self):
+        return "FetchData(%d, %r)" % (self.seq, self.items)
+
+
+def uid_set_list(text):
+    """"1:3,7" -> [1, 2, 3, 7] (ranges in either order)."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    out = []
+    for part in text.split(","):
+        if ":" in part:
+            a, b = (int(x) for x in part.split(":"))
+            out.extend(range(min(a, b), max(a, b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def parse_list_line(untagged):
+    """"LIST (\\HasNoChildren) "/" INBOX" -> (set of attributes as lower
+    case str, delimiter str or None, mailbox name str)."""
+    m = re.match(rb"(?:LIST|LSUB) ", untagged, re.I)
+    if not m:
+        raise ProtocolError("not a LIST/LSUB response: %r" % untagged)
+    vals = imap_parse_all(untagged[m.end():])
+    if len(vals) != 3 or not isinstance(vals[0], list):
+        raise ProtocolError("malformed LIST response: %r" % untagged)
+    attrs = set(a.decode().lower() for a in vals[0])
+    delim = vals[1].decode() if vals[1] is not None else None
+    return attrs, delim, bytes(vals[2]).decode("utf-8", "replace")
+
+
+class Literal:
+    """A literal argument for IMAPConn.command: {n} (waits for "+") or,
+    with plus=True, {n+} (LITERAL+, sent at once)."""
+
+    def __init__(self, data, plus=False):
+        self.data = data.encode() if isinstance(data, str) else data
+        self.plus = plus
+
+
+class IMAPResult:
+    """The outcome of one command: tag, status ("OK", "NO", "BAD"), text
+    (after the status, bytes), untagged responses (bytes without "* "),
+    continuations seen ("+" lines), raw tagged line."""
+
+    def __init__(self, tag, status, text, untagged, continuations=()):
+        self.tag = tag
+        self.status = status
+        self.text = text
+        self.untagged = untagged
+        self.continuations = list(continuations)
+
+    @property
+    def code(self):
+        """The response code of the tagged line: b"TOOBIG",
+        b"APPENDUID 3 7", ... or None."""
+        m = re.match(rb"\[([^\]]*)\]", self.text)
+        return m.group(1) if m else None
+
+    @property
+    def code_name(self):
+        c = self.code
+        return c.split(b" ", 1)[0].upper().decode() if c else None
+
+    def matching(self, regex):
+        """Untagged responses matching regex (bytes, re.match, any case)."""
+        r = re.compile(regex, re.I)
+        return [u for u in self.untagged if r.match(u)]
+
+    def fetches(self):
+        """{seq: FetchData} of the untagged FETCH responses; several for
+        one message (data, then its FLAGS after \\Seen was set) are
+        merged, the later value of an item winning."""
+        out = {}
+        for u in self.matching(rb"\d+ FETCH "):
+            fd = FetchData(u)
+            if fd.seq in out:
+                out[fd.seq].items.update(fd.items)
+                out[fd.seq].raw.update(fd.raw)
+            else:
+                out[fd.seq] = fd
+        return out
+
+    def numbers(self, word):
+        """The n of every "* n WORD" (EXISTS, RECENT, EXPUNGE)."""
+        return [int(u.split()[0]) for u in self.matching(rb"\d+ %s$" % word.encode())]
+
+    def search(self):
+        """The numbers of the one "* SEARCH ..." response."""
+        s = self.matching(rb"SEARCH\b")
+        if len(s) != 1:
+            raise ProtocolError("expected one SEARCH response: %r" % self.untagged)
+        return [int(x) for x in s[0].split()[1:]]
+
+    def __repr__(self):
+        return "IMAPResult(%s %s %r, untagged=%r)" % (
+            self.tag, self.status, self.text, [u[:300] for u in self.untagged])
+
+
+class IMAPConn:
+    """Byte-exact IMAP client: every line must end in CRLF; a response is
+    one line with its literals inline ("... {5}\\r\\nhello ...")."""
+
+    LINE_MAX = 1 << 20
+
+    def __init__(self, port, timeout=TIMEOUT, tls_context=None,
+                 host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock,
+                                                server_hostname=HOSTNAME)
+        self.buf = b""
+        self.transcript = []
+        self._tags = _itertools.count(1)
+        self.bye = None  # the "* BYE" response once one came
+
+    # -- raw I/O
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.transcript.append(("C", data[:2000]))
+        self.sock.sendall(data)
+
+    def _recv(self):
+        try:
+            data = self.sock.recv(1 << 20)
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            data = b""
+        if not data:
+            raise ProtocolError("connection closed by server; buffered %r\n%s"
+                                % (self.buf[:500], self.dump()))
+        self.transcript.append(("S", data[:2000]))
+        return data
+
+    def _fill(self):
+        self.buf += self._recv()
+
+    def read_line(self):
+        """One line with its CRLF; a bare LF line end is an error."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                break
+            if len(self.buf) > self.LINE_MAX:
+                raise ProtocolError("response line too long")
+            self._fill()
+        line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+        if not line.endswith(b"\r\n"):
+            raise ProtocolError("line without CRLF: %r" % line[:300])
+        return line
+
+    def read_bytes(self, n):
+        if len(self.buf) < n:
+            # big literals: collect the pieces, join once
+            parts, have = [self.buf], len(self.buf)
+            while have < n:
+                data = self._recv()
+                parts.append(data)
+                have += len(data)
+            self.buf = b"".join(parts)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self):
+        """One response without its final CRLF, literals inline."""
+        out = b""
+        while True:
+            line = self.read_line()
+            m = re.search(rb"\{(\d+)\}\r\n$", line)
+            if m:
+                out += line + self.read_bytes(int(m.group(1)))
+                continue
+            return out + line[:-2]
+
+    def new_tag(self):
+        return "A%04d" % next(self._tags)
+
+    # -- commands
+    def read_until_tagged(self, tag, continuations=None):
+        """Untagged responses up to the completion of tag.  A "+" is a
+        protocol error unless continuations (a list) collects them."""
+        untagged = []
+        tb = tag.encode() if isinstance(tag, str) else tag
+        while True:
+            r = self.read_response()
+            if r.startswith(b"* "):
+                untagged.append(r[2:])
+                if re.match(rb"BYE\b", r[2:], re.I):
+                    self.bye = r[2:]
+            elif r.startswith(b"+"):
+                if continuations is None:
+                    raise ProtocolError("unexpected continuation %r\n%s"
+                                        % (r, self.dump()))
+                continuations.append(r)
+            else:
+                m = re.match(rb"(\S+) (OK|NO|BAD)(?: (.*))?$", r, re.I | re.S)
+                if not m:
+                    raise ProtocolError("malformed response %r\n%s"
+                                        % (r[:300], self.dump()))
+                if m.group(1) != tb:
+                    raise ProtocolError("completion for tag %r while waiting "
+                                        "for %r: %r\n%s" % (m.group(1), tb, r,
+                                                            self.dump()))
+                return IMAPResult(tag, m.group(2).upper().decode(),
+                                  m.group(3) or b"", untagged, continuations or ())
+
+    def command(self, *parts, tag=None):
+        """Send "<tag> " + parts + CRLF and read the result.  str/bytes
+        parts are sent as they are; a Literal sends "{n}\\r\\n", waits for
+        the "+" and sends its data ({n+}: all at once).  If the server
+        completes the command instead of sending "+", that result is
+        returned (result.continuations tells what was seen)."""
+        tag = tag or self.new_tag()
+        out = tag.encode() + b" "
+        conts = []
+        untagged = []
+        for p in parts:
+            if isinstance(p, Literal):
+                out += b"{%d%s}\r\n" % (len(p.data), b"+" if p.plus else b"")
+                if p.plus:
+                    out += p.data
+                    continue
+                self.send(out)
+                out = b""
+                while True:
+                    r = self.read_response()
+                    if r.startswith(b"+"):
+                        conts.append(r)
+                        break
+                    if r.startswith(b"* "):
+                        untagged.append(r[2:])
+                        continue
+                    self.buf = r + b"\r\n" + self.buf  # the completion
+                    res = self.read_until_tagged(tag, conts)
+                    res.untagged = untagged + res.untagged
+                    return res
+                out = p.data
+            else:
+                out += p.encode() if isinstance(p, str) else p
+        self.send(out + b"\r\n")
+        res = self.read_until_tagged(tag)  # no "+" may come now
+        res.untagged = untagged + res.untagged
+        res.continuations = conts
+        return res
+
+    def cmd(self, line):
+        return self.command(line)
+
+    def ok(self, line, *more):
+        """command(line, *more) that must complete with OK."""
+        r = self.command(line, *more)
+        if r.status != "OK":
+            raise ProtocolError("%r: %r\n%s" % (line, r, self.dump()))
+        return r
+
+    def login(self, user, password=IMAP_PASSWORD):
+        return self.command("LOGIN %s %s" % (imap_quote(user), imap_quote(password)))
+
+    def starttls(self, context=None):
+        if self.buf:
+            raise ProtocolError("plaintext bytes after the STARTTLS OK: %r"
+                                % self.buf)
+        self.sock = (context or tls_client_context()).wrap_socket(
+            self.sock, server_hostname=HOSTNAME)
+        self.transcript.append(("C", b"<TLS handshake>"))
+        return self.sock
+
+    def expect_eof(self, timeout=None):
+        """The server closes the connection with nothing more to say."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        extra = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                data = b""
+            if not data:
+                break
+            extra += data
+        if self.buf or extra:
+            raise ProtocolError("bytes before close: %r" % (self.buf + extra)[:500])
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def dump(self):
+        return "".join("%s: %r\n" % (d, b[:500]) for d, b in self.transcript[-40:])
+
+
+def imap_quote(s):
+    """A quoted string (for ASCII arguments without CR/LF)."""
+    if isinstance(s, bytes):
+        s = s.decode()
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@unittest.skipUnless(os.access(program("imap-handler"), os.X_OK),
+                     "imap-handler is not built (BUILD=%s)" % BUILD)
+class IMAPTestCase(SockmailTestCase):
+    """A fresh server per test with imap-handler on the listener, users
+    alice and bob (Maildir++ with the default folders).  TLS = True
+    configures the test certificate."""
+
+    HANDLER = "imap-handler"
+    TLS = False
+    USERS = ("alice@example.org", "bob@example.org")
+
+    def config(self):
+        conf = dict(self.CONF)
+        if self.TLS:
+            cert, key = tls_certificate()
+            conf.update(tls_cert=cert, tls_key=key)
+        return conf
+
+    def populate(self):
+        self.srv.add_domain("example.org")
+        for u in self.USERS:
+            self.srv.add_user(u)
+
+    def setUp(self):
+        self.imap_clients = []
+        super().setUp()
+
+    def tearDown(self):
+        for c in self.imap_clients:
+            try:
+                # imaplib's close() is the IMAP CLOSE command
+                if hasattr(c, "shutdown") and hasattr(c, "capabilities"):
+                    c.shutdown()
+                else:
+                    c.close()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        super().tearDown()
+
+    # -- clients (closed before the harness looks for stray handlers)
+    def connect_imap(self, tls_context=None):
+        """An IMAPConn whose greeting ("* OK ...") has been read (over
+        TLS at once when the handler runs with --tls=implicit)."""
+        if tls_context is None and "--tls=implicit" in self.ARGS:
+            tls_context = tls_client_context()
+        c = IMAPConn(self.srv.port, tls_context=tls_context)
+        self.imap_clients.append(c)
+        g = c.read_response()
+        self.assertRegex(g, rb"^\* OK\b", "greeting")
+        c.greeting = g
+        return c
+
+    def login(self, user="alice@example.org", select=None):
+        c = self.connect_imap()
+        r = c.login(user)
+        self.assertEqual(r.status, "OK", "LOGIN %s: %r" % (user, r))
+        if select is not None:
+            r = c.command("SELECT " + imap_quote(select))
+            self.assertEqual(r.status, "OK", "SELECT %s: %r" % (select, r))
+            c.selected = r
+        return c
+
+    def track(self, client):
+        """Close client (imaplib, poplib, sockets) at tearDown."""
+        self.imap_clients.append(client)
+        return client
+
+    # -- the Maildir
+    def put(self, content, address="alice@example.org", folder="",
+            sub="new", flags="", when=None):
+        return maildir_put(self.srv, address, content, folder, sub, flags, when)
+
+    def folder_dir(self, folder="", address="alice@example.org"):
+        return imap_folder_dir(self.srv, address, folder)
+
+    def files(self, sub, folder="", address="alice@example.org"):
+        d = os.path.join(self.folder_dir(folder, address), sub)
+        try:
+            return sorted(os.listdir(d))
+        except FileNotFoundError:
+            return []
+
+    def read_file(self, name, sub="cur", folder="", address="alice@example.org"):
+        with open(os.path.join(self.folder_dir(folder, address), sub, name), "rb") as f:
+            return f.read()
+
+    # -- assertions
+    def assertResult(self, r, *statuses, code=None, client=None):
+        """r.status in statuses; with code, the tagged response code's
+        name (e.g. "TRYCREATE") is that."""
+        msg = repr(r)
+        if client is not None:
+            msg += "\ntranscript:\n" + client.dump()
+        self.assertIn(r.status, statuses, msg)
+        if code is not None:
+            self.assertEqual(r.code_name, code, msg)
