@@ -562,6 +562,33 @@ def timed_sessions(act, n_msgs, total, clients, session=imap_session):
     return out
 
 
+def floor_rate(build, top, conns):
+    """connect + greeting + close per second through the same activator
+    with tests/bench/pop3_null (a responder that does nothing), 1 client:
+    what process-per-connection allows on this machine right now.  None
+    when pop3_null is not built."""
+    null = os.path.join(build, "tests", "pop3_null")
+    if not os.access(null, os.X_OK):
+        return None
+    act = bench.Activator([null], os.path.join(top, "null.log"))
+    try:
+        act.wait_ready()
+        rates = []
+        for _ in range(RUNS):
+            t0 = time.monotonic()
+            for _ in range(conns):
+                with socket.create_connection(("127.0.0.1", act.port),
+                                              timeout=30) as s:
+                    if not s.recv(512).startswith(b"+OK"):
+                        raise bench.BenchError("pop3_null did not greet")
+            rates.append(conns / (time.monotonic() - t0))
+        say("floor: activator + pop3_null, connect+greeting+close, 1 client: "
+            "%s conn/s" % spread(rates))
+        return median(rates)
+    finally:
+        act.stop()
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -744,6 +771,7 @@ def run(build, top, scale):
                                          r["first_fetch"]))
         run_select_fetch(act, n, total_size, 1, "warm-up", maildir)
 
+        r["floor"] = floor_rate(build, top, n_sess)
         sessions(act, n, max(10, n_sess // 2), YESCRYPT_RUNS, "yescrypt", r)
         r["have_sha"] = bench.pop3_set_sha512(state_dir, USER, PASSWORD)
         if r["have_sha"]:
@@ -797,6 +825,10 @@ def print_table(r):
             rows.append(("  1 client, %s, raw socket client" % name,
                          "%s sess/s" % fmt(o.get("rate"), "%.1f"), "-", "-",
                          "-"))
+
+    if r.get("floor") is not None:
+        rows.append(("floor: activator + pop3_null, connect+greet+close",
+                     fmt(r["floor"], "%.0f conn/s"), "-", "-", "-"))
 
     def ms_row(label, v, ref, aim):
         rows.append((label, fmt(v, "%.1f ms"),
@@ -865,6 +897,9 @@ def print_table(r):
         "comparison with the")
     say("    reference's plain-text passwords; yescrypt (the default) costs "
         "tens of ms of CPU per login by design.")
+    say("    The floor is what process-per-connection under "
+        "systemd-socket-activate allows on this machine now, with a "
+        "responder that does nothing.")
 
 
 # ---------------------------------------------------------------- main

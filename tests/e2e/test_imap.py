@@ -996,6 +996,19 @@ class FetchTests(Base):
         self.assertEqual(r.fetches(), {})
         self.assertEqual(sorted(self.fetch(c, "99:*", "FLAGS", uid=True)), [2])
         self.assertEqual(sorted(self.fetch(c, "1:*", "FLAGS", uid=True)), [1, 2])
+        # 4294967295 is the highest valid UID, not another spelling of "*"
+        r = c.cmd("UID FETCH 4294967295 FLAGS")
+        self.assertResult(r, "OK")
+        self.assertEqual(r.fetches(), {})
+        r = c.cmd("UID STORE 4294967295 +FLAGS (\\Flagged)")
+        self.assertResult(r, "OK")
+        self.assertEqual(r.fetches(), {})
+        r = c.cmd("UID SEARCH UID 4294967295")
+        self.assertResult(r, "OK")
+        self.assertEqual(r.search(), [])
+        for fd in self.fetch(c, "1:*", "FLAGS").values():
+            self.assertNotIn("\\Flagged", fd.flags())
+        self.assertResult(c.cmd("UID FETCH 4294967296 FLAGS"), "BAD")
 
 
 class StoreCopyMoveTests(Base):

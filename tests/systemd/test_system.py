@@ -190,6 +190,7 @@ class System(unittest.TestCase):
         inside("kill", "-9", max(pids, key=int))
         b.settimeout(TIMEOUT)
         self.assertEqual(b.recv(1000), b"")
+        b.close()
         typ, _ = a.noop()
         self.assertEqual(typ, "OK")
         a.logout()
