@@ -177,6 +177,7 @@ bench: deps
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) $(PYTHON) tests/bench/bench.py
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench_tls.py
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench_queue.py
+	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench_imap.py
 
 # systemd units (units/): the unit directory systemd's pkg-config names;
 # ExecStart= paths follow PREFIX.

@@ -3,9 +3,9 @@
  * with '*' resolved at use, normalising into sorted disjoint ranges, and
  * formatting for COPYUID/APPENDUID.
  *
- * '*' is stored as IMAP_SEQ_STAR (UINT32_MAX), so an explicit 4294967295
- * reads as '*'.  No message sequence number or UID of ours gets that high,
- * and "1:4294967295", the usual client idiom, means the same either way.
+ * Ranges are kept in 64 bits so '*' (IMAP_SEQ_STAR, UINT64_MAX) can never
+ * be confused with an explicit 4294967295: "UID FETCH 4294967295" names a
+ * UID that does not exist, not the last message.
  */
 #include "imap_seqset.h"
 
@@ -18,7 +18,7 @@ void imap_seqset_free(struct imap_seqset *set)
 	memset(set, 0, sizeof *set);
 }
 
-static void seqset_add(struct imap_seqset *set, uint32_t lo, uint32_t hi)
+static void seqset_add(struct imap_seqset *set, uint64_t lo, uint64_t hi)
 {
 	if (set->n == set->cap) {
 		set->cap = set->cap ? set->cap * 2 : 8;
@@ -30,7 +30,7 @@ static void seqset_add(struct imap_seqset *set, uint32_t lo, uint32_t hi)
 }
 
 /* seq-number = nz-number / "*"; *s advanced past it. */
-static int parse_seq_number(const char **s, uint32_t *out)
+static int parse_seq_number(const char **s, uint64_t *out)
 {
 	const char *p = *s;
 	if (*p == '*') {
@@ -47,7 +47,7 @@ static int parse_seq_number(const char **s, uint32_t *out)
 	}
 	if (p == start || v == 0)
 		return -1;
-	*out = (uint32_t)v;
+	*out = v;
 	*s = p;
 	return 0;
 }
@@ -57,7 +57,7 @@ int imap_seqset_parse(const char *text, struct imap_seqset *set)
 	memset(set, 0, sizeof *set);
 	const char *p = text;
 	for (;;) {
-		uint32_t lo, hi;
+		uint64_t lo, hi;
 		if (parse_seq_number(&p, &lo) < 0)
 			goto bad;
 		hi = lo;
@@ -81,11 +81,11 @@ bad:
 }
 
 /* A range with '*' resolved, lo <= hi. */
-static void resolve(const struct imap_seq_range *r, uint32_t star,
-		    uint32_t *lo, uint32_t *hi)
+static void resolve(const struct imap_seq_range *r, uint64_t star,
+		    uint64_t *lo, uint64_t *hi)
 {
-	uint32_t a = r->lo == IMAP_SEQ_STAR ? star : r->lo;
-	uint32_t b = r->hi == IMAP_SEQ_STAR ? star : r->hi;
+	uint64_t a = r->lo == IMAP_SEQ_STAR ? star : r->lo;
+	uint64_t b = r->hi == IMAP_SEQ_STAR ? star : r->hi;
 	*lo = a < b ? a : b;
 	*hi = a < b ? b : a;
 }
@@ -96,7 +96,7 @@ bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n,
 	if (star == 0 || n == 0)
 		return false;
 	for (size_t i = 0; i < set->n; i++) {
-		uint32_t lo, hi;
+		uint64_t lo, hi;
 		resolve(&set->r[i], star, &lo, &hi);
 		if (lo <= n && n <= hi)
 			return true;
@@ -107,7 +107,7 @@ bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n,
 bool imap_seqset_beyond(const struct imap_seqset *set, uint32_t star)
 {
 	for (size_t i = 0; i < set->n; i++) {
-		uint32_t lo, hi;
+		uint64_t lo, hi;
 		resolve(&set->r[i], star, &lo, &hi);
 		if (hi > star)
 			return true;
@@ -125,11 +125,11 @@ static int range_cmp(const void *a, const void *b)
 	return 0;
 }
 
-void imap_seqset_normalize(struct imap_seqset *set, uint32_t star)
+static void normalize(struct imap_seqset *set, uint64_t star)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < set->n; i++) {
-		uint32_t lo, hi;
+		uint64_t lo, hi;
 		resolve(&set->r[i], star, &lo, &hi);
 		if (hi == 0)
 			continue;	/* '*' of an empty mailbox */
@@ -146,8 +146,8 @@ void imap_seqset_normalize(struct imap_seqset *set, uint32_t star)
 	size_t out = 0;
 	for (size_t i = 1; i < n; i++) {
 		struct imap_seq_range *last = &set->r[out];
-		/* overlapping or adjacent (careful: hi may be UINT32_MAX) */
-		if (last->hi == UINT32_MAX || set->r[i].lo <= last->hi + 1) {
+		/* overlapping or adjacent (careful: hi may be UINT64_MAX) */
+		if (last->hi == UINT64_MAX || set->r[i].lo <= last->hi + 1) {
 			if (set->r[i].hi > last->hi)
 				last->hi = set->r[i].hi;
 		} else {
@@ -157,15 +157,20 @@ void imap_seqset_normalize(struct imap_seqset *set, uint32_t star)
 	set->n = out + 1;
 }
 
-static void format_number(struct str *out, uint32_t v)
+void imap_seqset_normalize(struct imap_seqset *set, uint32_t star)
+{
+	normalize(set, star);
+}
+
+static void format_number(struct str *out, uint64_t v)
 {
 	if (v == IMAP_SEQ_STAR)
 		str_append_c(out, '*');
 	else
-		str_printf(out, "%u", v);
+		str_printf(out, "%llu", (unsigned long long)v);
 }
 
-static void format_range(struct str *out, uint32_t lo, uint32_t hi,
+static void format_range(struct str *out, uint64_t lo, uint64_t hi,
 			 bool first)
 {
 	if (!first)
@@ -185,8 +190,8 @@ void imap_seqset_format(const struct imap_seqset *set, struct str *out)
 		memcpy(copy.r, set->r, set->n * sizeof *copy.r);
 		copy.n = copy.cap = set->n;
 	}
-	/* '*' kept as itself: resolving it to UINT32_MAX prints it back */
-	imap_seqset_normalize(&copy, IMAP_SEQ_STAR);
+	/* '*' kept as itself: resolving it to IMAP_SEQ_STAR prints it back */
+	normalize(&copy, IMAP_SEQ_STAR);
 	for (size_t i = 0; i < copy.n; i++)
 		format_range(out, copy.r[i].lo, copy.r[i].hi, i == 0);
 	imap_seqset_free(&copy);

@@ -13,11 +13,11 @@
 
 #include "str.h"
 
-#define IMAP_SEQ_STAR UINT32_MAX	/* '*' as stored in a range */
+#define IMAP_SEQ_STAR UINT64_MAX	/* '*' as stored in a range */
 #define IMAP_SEQSET_MAX_RANGES 100000
 
 struct imap_seq_range {
-	uint32_t lo, hi;	/* as written, either may be IMAP_SEQ_STAR */
+	uint64_t lo, hi;	/* as written, either may be IMAP_SEQ_STAR */
 };
 
 struct imap_seqset {

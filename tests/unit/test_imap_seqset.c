@@ -39,6 +39,9 @@ static void test_parse_ok(void **state)
 
 	assert_int_equal(imap_seqset_parse("4294967295", &s), 0);
 	assert_int_equal(s.r[0].lo, 4294967295u);
+	/* an explicit 4294967295 is not '*': it names no message of five */
+	assert_false(imap_seqset_contains(&s, 5, 5));
+	assert_false(imap_seqset_beyond(&s, 4294967295u));
 	imap_seqset_free(&s);
 	assert_int_equal(imap_seqset_parse("1:4294967295", &s), 0);
 	imap_seqset_free(&s);
@@ -162,8 +165,9 @@ static void check_norm(const char *text, uint32_t star, const char *want)
 		assert_true(s.r[i].lo <= s.r[i].hi);
 		if (i > 0)
 			assert_true(s.r[i].lo > s.r[i - 1].hi + 1);
-		str_printf(&out, "%s%u:%u", i ? "," : "", s.r[i].lo,
-			   s.r[i].hi);
+		str_printf(&out, "%s%llu:%llu", i ? "," : "",
+			   (unsigned long long)s.r[i].lo,
+			   (unsigned long long)s.r[i].hi);
 	}
 	assert_string_equal(str_c(&out), want);
 	imap_seqset_free(&s);
