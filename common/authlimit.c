@@ -344,10 +344,13 @@ void authlimit_failure(const struct config *cfg, const char *peer,
 
 	if (peer == NULL || *peer == '\0')
 		peer = "unknown";
-	/* The one line fail2ban reads; logged even if counting fails. */
+	/* The one line fail2ban reads; logged even if counting fails.  The
+	 * user name is the client's: no address is longer than 320 octets,
+	 * so more is cut rather than letting a client fill the journal. */
+	char *shown = xstrndup(user != NULL ? user : "", 320);
 	log_kv(LOG_WARNING, "authentication failed", "PEER", peer, "USER",
-	       user != NULL ? user : "", "SERVICE",
-	       service != NULL ? service : "unknown", NULL);
+	       shown, "SERVICE", service != NULL ? service : "unknown", NULL);
+	free(shown);
 
 	authlimit_key(peer, key, sizeof key);
 	struct tdb_context *tdb = db_open(cfg, true, &path);
