@@ -143,6 +143,32 @@ class System(unittest.TestCase):
         self.imap_check(imaplib.IMAP4_SSL("127.0.0.1", 993, timeout=TIMEOUT,
                                           ssl_context=tls_context()))
 
+    def test_03b_idle_sees_delivery(self):
+        # inotify inside the sandbox (SystemCallFilter, ProtectSystem)
+        s = socket.create_connection(("127.0.0.1", 143), timeout=TIMEOUT)
+        f = s.makefile("rwb")
+        f.readline()
+        f.write(f"a LOGIN {USER} {PASSWORD}\r\nb SELECT INBOX\r\n"
+                "c IDLE\r\n".encode())
+        f.flush()
+        exists = None
+        while True:
+            line = f.readline()
+            self.assertTrue(line, "connection closed")
+            if line.endswith(b"EXISTS\r\n"):
+                exists = int(line.split()[1])
+            if line.startswith(b"+ "):
+                break
+        self.deliver("while-idle")
+        while True:
+            line = f.readline()   # bounded by the socket timeout
+            self.assertTrue(line, "connection closed")
+            if line.endswith(b"EXISTS\r\n") and int(line.split()[1]) > exists:
+                break
+        f.write(b"DONE\r\nd LOGOUT\r\n")
+        f.flush()
+        s.close()
+
     def test_04_pop3(self):
         self.deliver("smtp-in")
         p = poplib.POP3("127.0.0.1", 110, timeout=TIMEOUT)
