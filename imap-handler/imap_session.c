@@ -25,6 +25,10 @@
 
 #define ID_MAX_FIELDS 30	/* RFC 2971 3.3 */
 
+/* The parser's error text; static so that imap_exit frees it whichever
+ * command ends the session. */
+static struct str read_msg;
+
 /* RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (by
  * sequence number: their UID forms may see one). */
 static bool expunge_allowed(const struct imap_command *c)
@@ -123,6 +127,7 @@ void imap_exit(struct imap_session *s, const char *result)
 	imap_message_forget(s);
 	str_free(&s->maildir);
 	str_free(&s->tls_info);
+	str_free(&read_msg);
 	free(s->user);
 	if (s->users != NULL)
 		userdb_close(s->users);
@@ -421,31 +426,28 @@ void imap_session_run(struct imap_session *s)
 	imap_untagged(s, "OK [CAPABILITY %s] %s IMAP4rev1 server ready",
 		      str_c(&caps), s->cfg->hostname);
 	str_free(&caps);
-	struct str msg = STR_INIT;
 	for (;;) {
 		struct imap_command c = { 0 };
-		str_clear(&msg);
-		switch (imap_command_read(&s->reader, &c, &msg)) {
+		str_clear(&read_msg);
+		switch (imap_command_read(&s->reader, &c, &read_msg)) {
 		case IMAP_READ_OK:
 			dispatch(s, &c);
 			break;
 		case IMAP_READ_BAD:
-			imap_bad(s, &c, "%s", str_c(&msg));
+			imap_bad(s, &c, "%s", str_c(&read_msg));
 			break;
 		case IMAP_READ_TOOBIG:
-			imap_no(s, &c, "[TOOBIG] %s", str_c(&msg));
+			imap_no(s, &c, "[TOOBIG] %s", str_c(&read_msg));
 			break;
 		case IMAP_READ_BYE:
-			imap_untagged(s, "BYE %s", str_c(&msg));
+			imap_untagged(s, "BYE %s", str_c(&read_msg));
 			imap_command_free(&c);
-			str_free(&msg);
 			imap_exit(s, "protocol error");
 		case IMAP_READ_EOF:
 			/* a timeout (autologout) or a client gone: the BYE
 			 * costs nothing if nobody reads it */
 			imap_untagged(s, "BYE Autologout");
 			imap_command_free(&c);
-			str_free(&msg);
 			imap_exit(s, "disconnected");
 		case IMAP_READ_EMPTY:
 			break;
