@@ -37,7 +37,7 @@ LIBS = -ltdb -lcrypt
 DEB_PACKAGES = gcc make pkg-config libc6-dev libtdb-dev libcrypt-dev \
 	       libsystemd-dev libgnutls28-dev libcmocka-dev systemd \
 	       python3 swaks gnutls-bin tdb-tools fetchmail curl dnsmasq-base \
-	       isync systemd-container debootstrap
+	       isync systemd-container debootstrap clang libclang-rt-14-dev
 
 # tls_module.c is the GnuTLS module, dlopen()ed on first use (see
 # common/tls.h): never part of libcommon.
@@ -60,9 +60,10 @@ RUNNER_LIB_OBJ = $(filter-out %/runner_main.o,$(RUNNER_OBJ))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRC = $(wildcard tests/bench/*.c)
-HELPER_BIN = $(HELPER_SRC:tests/bench/%.c=$(BUILD)/tests/%)
+HELPER_BIN = $(HELPER_SRC:tests/bench/%.c=$(BUILD)/tests/%) \
+	     $(if $(wildcard tests/faults/faultinject.c),$(BUILD)/tests/libfaultinject.so)
 
-.PHONY: all check check-unit check-e2e check-units check-systemd run bench install uninstall clean deps
+.PHONY: all check check-unit check-e2e check-units check-systemd fuzz fuzz-build run bench install uninstall clean deps
 
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(TLS_MODULE)
 
@@ -138,6 +139,12 @@ $(BUILD)/tests/test_runner_%: $(BUILD)/obj/tests/unit/test_runner_%.o \
 $(BUILD)/tests/test_tls: $(BUILD)/obj/tests/unit/test_tls.o $(LIBCOMMON) | $(TLS_MODULE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lgnutls
+
+# The fault-injection shim (issue 8), LD_PRELOADed into handlers by the
+# fault tests: never built with the sanitizers (they interpose too).
+$(BUILD)/tests/libfaultinject.so: tests/faults/faultinject.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 $(WARN) -D_GNU_SOURCE -O2 -g -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/tests/tls_blast: $(BUILD)/obj/tests/bench/tls_blast.o
 	@mkdir -p $(dir $@)
@@ -257,8 +264,48 @@ check-units: all
 		systemd-analyze security --offline=yes "$$tmp/$$s" 2>&1 | tail -n 1 || exit 1; \
 	done
 
-clean:
-	rm -rf build build-san
+# libFuzzer targets (issue 8): tests/fuzz/fuzz_<name>.c, each built with
+# clang against every program's code (all but the mains, as archives, so a
+# target pulls in only what it uses).  `make fuzz FUZZ_SECONDS=N` runs each
+# for N seconds from its seed corpus tests/fuzz/corpus/<name>/; new inputs
+# go to build-fuzz/corpus/, crashes to build-fuzz/crashes/.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_JOBS ?= 2
+FUZZ_BUILD = build-fuzz
+FUZZ_CFLAGS = -std=c17 -g -O1 -D_GNU_SOURCE -DSOCKMAIL_VERSION='"$(VERSION)"' \
+	      -DSOCKMAIL_FUZZ -Icommon -Iimap-handler -Ipop3-handler -Ismtp-handler \
+	      -Iqueue-runner -fsanitize=fuzzer-no-link,address,undefined \
+	      -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_LIB_SRC = $(COMMON_SRC) \
+	$(filter-out %/imap_main.c,$(wildcard imap-handler/*.c)) \
+	$(filter-out %/pop3_main.c,$(wildcard pop3-handler/*.c)) \
+	$(filter-out %/smtp_main.c,$(wildcard smtp-handler/*.c)) \
+	$(filter-out %/runner_main.c,$(wildcard queue-runner/*.c))
+FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libfuzzall.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libfuzzall.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS) -lresolv
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) \
+		sh tests/fuzz/run.sh $(notdir $(FUZZ_BIN))
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:

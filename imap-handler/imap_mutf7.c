@@ -92,15 +92,20 @@ static int decode_run(const char *in, size_t len, struct str *out)
 	return 0;
 }
 
+/* Only the canonical form decodes: two shifted runs back to back
+ * ("&AOQ-&APY-") spell what one run would, and two spellings of one name
+ * would be two folders on disk. */
 int mutf7_to_utf8(const char *in, size_t len, struct str *out)
 {
 	size_t old = out->len;
+	bool after_run = false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
 		if (c < 0x20 || c > 0x7e)
 			goto bad;
 		if (c != '&') {
 			str_append_c(out, (char)c);
+			after_run = false;
 			continue;
 		}
 		size_t start = ++i;
@@ -108,10 +113,14 @@ int mutf7_to_utf8(const char *in, size_t len, struct str *out)
 			i++;
 		if (i == len)
 			goto bad;	/* '&' not closed */
-		if (i == start)
+		if (i == start) {
 			str_append_c(out, '&');
-		else if (decode_run(in + start, i - start, out) < 0)
+			after_run = false;
+		} else if (after_run || decode_run(in + start, i - start, out) < 0) {
 			goto bad;
+		} else {
+			after_run = true;
+		}
 	}
 	return 0;
 bad:

@@ -1,0 +1,5 @@
+build-fuzz/obj/common/mime.o: common/mime.c common/mime.h common/str.h
+
+common/mime.h:
+
+common/str.h:

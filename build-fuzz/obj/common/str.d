@@ -1,0 +1,3 @@
+build-fuzz/obj/common/str.o: common/str.c common/str.h
+
+common/str.h:
