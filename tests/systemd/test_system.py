@@ -205,6 +205,13 @@ class System(unittest.TestCase):
                "-t", stdin=f"To: {USER}\nSubject: from-alice\n\ncron says hi\n")
         wait_for("local delivery", lambda: len(files(MAILDIR + "/new")) +
                  len(files(MAILDIR + "/cur")) > before)
+        # the links make install adds where no MTA owns the names
+        self.assertEqual(os.readlink(ROOT + "/usr/sbin/sendmail"),
+                         "/usr/sbin/sockmail-sendmail")
+        inside("runuser", "-u", "alice", "--", "/usr/sbin/sendmail",
+               USER, stdin="Subject: via-sendmail-link\n\nhi\n")
+        # mailq is sockmailctl queue list (exit 0, a listing)
+        self.assertRegex(inside("mailq"), r"(?i)queue|\d")
 
     def test_07_killed_handler_hurts_nobody_else(self):
         a = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
