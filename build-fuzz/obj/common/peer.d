@@ -1,5 +1,0 @@
-build-fuzz/obj/common/peer.o: common/peer.c common/peer.h common/log.h
-
-common/peer.h:
-
-common/log.h:

@@ -1,3 +1,0 @@
-build-fuzz/obj/common/str.o: common/str.c common/str.h
-
-common/str.h:

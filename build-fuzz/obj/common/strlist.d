@@ -1,6 +1,0 @@
-build-fuzz/obj/common/strlist.o: common/strlist.c common/strlist.h \
-  common/str.h
-
-common/strlist.h:
-
-common/str.h:
