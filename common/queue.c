@@ -542,15 +542,68 @@ static void give_to_spool_owner(const struct config *cfg, int fd,
 		(void)lchown(path, spool.st_uid, spool.st_gid);
 }
 
-/* Open queue.tdb read-write (tdb locks only then).  Returns 0, 1 when it
- * does not exist and create is false, -1 with *err. */
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int ret = fsync(fd);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return ret;
+}
+
+/*
+ * Make queue.tdb: written aside in tmp/, fsynced, linked into place, then
+ * the spool directory fsynced.  tdb_open(O_CREAT) in place can fail half
+ * way (disk full) and leave a file no reader can open, and a database
+ * whose directory entry is not durable could vanish after its first
+ * envelope was acknowledged.  A second process creating it at the same
+ * time finds EEXIST and uses the first one's.  0, or -1 with errno.
+ */
+static int db_create(const struct config *cfg, const char *path)
+{
+	struct str tmp = STR_INIT;
+	str_printf(&tmp, "%s/tmp/" QUEUE_DB_FILE ".%ld", cfg->spool_dir,
+		   (long)getpid());
+	(void)unlink(str_c(&tmp));	/* a crashed namesake's */
+	struct tdb_context *t = tdb_open(str_c(&tmp), QUEUE_DB_HASH_SIZE,
+					 TDB_DEFAULT,
+					 O_RDWR | O_CREAT | O_EXCL, 0600);
+	int ret = -1;
+	if (t != NULL) {
+		give_to_spool_owner(cfg, tdb_fd(t), NULL);
+		ret = fsync(tdb_fd(t));
+		if (tdb_close(t) != 0)
+			ret = -1;
+	}
+	if (ret == 0 && link(str_c(&tmp), path) != 0 && errno != EEXIST)
+		ret = -1;
+	if (ret == 0)
+		ret = fsync_dir(cfg->spool_dir);
+	int saved = errno;
+	(void)unlink(str_c(&tmp));
+	str_free(&tmp);
+	errno = saved;
+	return ret;
+}
+
+/* Open queue.tdb read-write (tdb locks only then), with create making it
+ * when it is missing.  Returns 0, 1 when it does not exist and create is
+ * false, -1 with *err. */
 static int db_open(const struct config *cfg, bool create,
 		   struct tdb_context **tdb, struct str *err)
 {
 	struct str path = STR_INIT;
 	spool_path(cfg, QUEUE_DB_FILE, &path);
-	*tdb = tdb_open(str_c(&path), QUEUE_DB_HASH_SIZE, TDB_DEFAULT,
-			O_RDWR | (create ? O_CREAT : 0), 0600);
+	*tdb = tdb_open(str_c(&path), QUEUE_DB_HASH_SIZE, TDB_DEFAULT, O_RDWR,
+			0600);
+	if (*tdb == NULL && create && errno == ENOENT) {
+		if (db_create(cfg, str_c(&path)) == 0)
+			*tdb = tdb_open(str_c(&path), QUEUE_DB_HASH_SIZE,
+					TDB_DEFAULT, O_RDWR, 0600);
+	}
 	int ret = 0;
 	if (*tdb == NULL) {
 		if (!create && errno == ENOENT) {
@@ -561,15 +614,16 @@ static int db_open(const struct config *cfg, bool create,
 						       : "not a tdb file");
 			ret = -1;
 		}
-	} else if (create) {
-		give_to_spool_owner(cfg, tdb_fd(*tdb), NULL);
 	}
 	str_free(&path);
 	return ret;
 }
 
 /* Store (flag TDB_REPLACE or TDB_INSERT) or delete (rec NULL) one record
- * in its own transaction, fsynced by the commit. */
+ * in its own transaction, fsynced by the commit.  0, 1 when the record to
+ * delete is not there, -1 with *err, or -2 with *err when the commit
+ * failed: the change may be in the file all the same (tdb leaves what it
+ * wrote when the last fsync fails). */
 static int db_write(struct tdb_context *tdb, const char *id,
 		    const struct str *rec, int flag, struct str *err)
 {
@@ -600,7 +654,7 @@ static int db_write(struct tdb_context *tdb, const char *id,
 	if (tdb_transaction_commit(tdb) != 0) {
 		str_printf(err, "queue %s: cannot commit: %s", id,
 			   tdb_errorstr(tdb));
-		return -1;
+		return -2;
 	}
 	return 0;
 }
@@ -673,8 +727,8 @@ int queue_store(const struct config *cfg, const struct queue_envelope *env,
 			r = -1;
 		}
 	}
-	if (r == 0)
-		r = db_write(tdb, env->id, &rec, TDB_REPLACE, err);
+	if (r == 0 && db_write(tdb, env->id, &rec, TDB_REPLACE, err) != 0)
+		r = -1;
 	if (tdb != NULL)
 		tdb_close(tdb);
 	str_free(&rec);
@@ -753,8 +807,8 @@ int queue_remove(const struct config *cfg, const char *id, struct str *err)
 		return r;
 	r = db_write(tdb, id, NULL, 0, err);
 	tdb_close(tdb);
-	if (r != 0)
-		return r;	/* no envelope: the file is not ours to touch */
+	if (r != 0)	/* no envelope, or maybe still one: leave the file */
+		return r < 0 ? -1 : r;
 	/* Not fsynced, and a failure is no error: the message is out of the
 	 * queue either way, and a file left behind is an orphan. */
 	struct str path = STR_INIT;
@@ -889,13 +943,51 @@ int queue_open_file(const struct config *cfg, struct mailfile *f)
 	return 0;
 }
 
+/*
+ * After a failed commit of a new envelope (db_write's -2): a commit whose
+ * last fsync fails has written the record all the same (tdb leaves it;
+ * only the recovery marker goes when the database is closed), so it is
+ * deleted again.  Returns 0 when it is surely gone, and the message file
+ * may go too; 1 when it is gone from the file but maybe not from the disk
+ * (the delete was committed without fsync, TDB_NOSYNC, as the disk
+ * refused every sync): then the file stays, an orphan for
+ * queue_clean_orphans now, and beside its envelope if a crash brings that
+ * back; -1 when the envelope may still be there: the file stays with it
+ * (the message goes out although the client heard 451: a duplicate at
+ * worst, never an envelope without its file).
+ */
+static int take_back(const struct config *cfg, const char *id)
+{
+	struct tdb_context *tdb;
+	struct str err = STR_INIT, path = STR_INIT;
+	int r = db_open(cfg, false, &tdb, &err);
+	if (r == 0) {
+		r = db_write(tdb, id, NULL, 0, &err);
+		tdb_close(tdb);
+	}
+	if (r == 0 || r == 1) {
+		r = 0;
+	} else {
+		spool_path(cfg, QUEUE_DB_FILE, &path);
+		tdb = tdb_open(str_c(&path), QUEUE_DB_HASH_SIZE, TDB_NOSYNC,
+			       O_RDWR, 0600);
+		r = tdb != NULL && db_write(tdb, id, NULL, 0, &err) >= 0 ? 1
+									 : -1;
+		if (tdb != NULL)
+			tdb_close(tdb);
+	}
+	str_free(&err);
+	str_free(&path);
+	return r;
+}
+
 int queue_commit(const struct config *cfg, struct mailfile *f,
 		 struct queue_envelope *env, struct str *err)
 {
 	struct str path = STR_INIT, rec = STR_INIT;
 	struct tdb_context *tdb = NULL;
 	bool linked = false;
-	int ret = -1, saved = 0;
+	int ret = -1, saved = 0, w = 0;
 
 	if (env->id[0] == '\0')
 		queue_new_id(env->id);
@@ -928,8 +1020,14 @@ int queue_commit(const struct config *cfg, struct mailfile *f,
 	}
 	linked = true;
 	if (db_open(cfg, true, &tdb, err) != 0 ||
-	    db_write(tdb, env->id, &rec, TDB_INSERT, err) != 0) {
+	    (w = db_write(tdb, env->id, &rec, TDB_INSERT, err)) != 0) {
 		saved = errno ? errno : EIO;
+		if (w == -2) {
+			tdb_close(tdb);	/* ends the failed transaction */
+			tdb = NULL;
+			if (take_back(cfg, env->id) != 0)
+				linked = false;	/* the file stays: see there */
+		}
 		goto out;
 	}
 	ret = 0;

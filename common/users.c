@@ -42,6 +42,29 @@ struct userdb {
 
 /* ---- opening ---- */
 
+/*
+ * A read-only tdb_open fails while users.tdb holds a transaction to roll
+ * back: after a writer (sockmailctl) was killed inside a commit, or while
+ * one is committing (a read-only open takes no locks).  Only a read-write
+ * opener recovers it, under tdb's locks (waiting for a live commit).  The
+ * handlers run as the database's owner, who may write it: open it so once,
+ * then read-only again as before.  NULL (errno of the first failure) if
+ * that does not help.
+ */
+static struct tdb_context *open_recovered(const char *path)
+{
+	int saved = errno;
+	struct tdb_context *rw = tdb_open(path, 0, TDB_DEFAULT, O_RDWR, 0);
+	struct tdb_context *tdb = NULL;
+	if (rw != NULL) {
+		tdb_close(rw);
+		tdb = tdb_open(path, 0, TDB_DEFAULT, O_RDONLY, 0);
+	}
+	if (tdb == NULL)
+		errno = saved;
+	return tdb;
+}
+
 struct userdb *userdb_open(const char *state_dir, bool writable,
 			   struct str *err)
 {
@@ -57,6 +80,8 @@ struct userdb *userdb_open(const char *state_dir, bool writable,
 	struct tdb_context *tdb = tdb_open(path.data, 0, TDB_DEFAULT,
 					   writable ? O_RDWR | O_CREAT
 						    : O_RDONLY, 0640);
+	if (tdb == NULL && !writable && errno != ENOENT)
+		tdb = open_recovered(path.data);
 	if (tdb == NULL) {
 		if (!writable && errno == ENOENT)
 			str_printf(err, "users database %s does not exist "

@@ -62,6 +62,7 @@ static void login(struct imap_session *s, const struct imap_command *c,
 			       s->peer[0] ? s->peer : NULL, "USER", s->user,
 			       NULL);
 			s->state = IMAP_AUTHENTICATED;
+			s->reader.append_limit = s->cfg->message_size_limit;
 			struct str caps = STR_INIT;
 			imap_capabilities(s, &caps);
 			imap_ok(s, c, "[CAPABILITY %s] Logged in", str_c(&caps));

@@ -39,7 +39,9 @@ int main(int argc, char **argv)
 	 * logged in; imap_idle_timeout is that timer. */
 	stream_init(&s.io, 0, 1, cfg.imap_idle_timeout, IMAP_LINE_MAX + 2);
 	s.reader.io = &s.io;
-	s.reader.append_limit = cfg.message_size_limit;
+	/* message-sized literals only once logged in: before that a
+	 * stranger could make every connection allocate 50 MiB */
+	s.reader.append_limit = IMAP_LITERAL_MAX;
 	s.reader.literal_plus = true;
 	if (cl.implicit_tls)
 		imap_start_tls(&s);

@@ -990,6 +990,51 @@ static void test_alias_add_loop(void **state)
 	userdb_close(r);
 }
 
+/* A writer killed inside its commit (here after tdb's prepare step, which
+ * writes the recovery record, and before the commit) leaves a transaction
+ * to roll back, which a read-only tdb_open refuses to do.  The reader's
+ * open must roll it back and see the state before the commit, not fail
+ * ("not a tdb file", every RCPT 451, every login refused) until some
+ * later sockmailctl write happens to open the file read-write. */
+static void test_reader_after_killed_commit(void **state)
+{
+	struct fixture *f = *state;
+	char path[128];
+	int status;
+
+	populate(f->db);
+	userdb_close(f->db);
+	f->db = NULL;
+	snprintf(path, sizeof path, "%s/%s", f->dir, USERDB_FILE);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct tdb_context *t = tdb_open(path, 0, TDB_DEFAULT, O_RDWR, 0);
+		TDB_DATA k = { (unsigned char *)"U:late@example.org", 18 };
+		TDB_DATA v = { (unsigned char *)"$y$late", 7 };
+		if (t == NULL || tdb_transaction_start(t) != 0 ||
+		    tdb_store(t, k, v, TDB_INSERT) != 0 ||
+		    tdb_transaction_prepare_commit(t) != 0)
+			_exit(1);
+		_exit(0);	/* as if killed: neither commit nor cancel */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* the state is the one meant: tdb alone cannot open it read-only */
+	assert_null(tdb_open(path, 0, TDB_DEFAULT, O_RDONLY, 0));
+
+	struct userdb *r = open_reader(f->dir);
+	check_resolve(r, "alice", "example.org", RESOLVE_OK,
+		      LIST("alice@example.org"), EMPTY);
+	check_resolve(r, "late", "example.org", RESOLVE_NO_USER, EMPTY, EMPTY);
+	userdb_close(r);
+	/* rolled back for good: a plain read-only open works again */
+	struct tdb_context *ro = tdb_open(path, 0, TDB_DEFAULT, O_RDONLY, 0);
+	assert_non_null(ro);
+	tdb_close(ro);
+}
+
 static void test_reader_refuses_writes(void **state)
 {
 	struct fixture *f = *state;
@@ -1046,6 +1091,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_alias_add_loop, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reader_refuses_writes,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_after_killed_commit,
 						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
