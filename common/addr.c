@@ -564,6 +564,7 @@ void addr_header_list(const char *value, struct strlist *out)
 			break;
 		const char *end = p, *lt = NULL, *gt = NULL;
 		int depth = 0;
+		unsigned angles = 0;
 		bool quoted = false;
 		for (; *end && (quoted || depth || *end != ','); end++) {
 			if (*end == '\\' && end[1] != '\0')
@@ -574,11 +575,17 @@ void addr_header_list(const char *value, struct strlist *out)
 				depth++;
 			else if (!quoted && *end == ')' && depth > 0)
 				depth--;
-			else if (!quoted && !depth && *end == '<')
+			else if (!quoted && !depth && *end == '<') {
 				lt = end;
-			else if (!quoted && !depth && *end == '>' && lt)
+				angles++;
+			} else if (!quoted && !depth && *end == '>' && lt)
 				gt = end;
 		}
+		/* "<a@x> <b@y>" (or "<>x<y"): not one mailbox, and picking
+		 * either would let a sender check pass on the other.  Taken
+		 * whole, it is no valid address. */
+		if (angles > 1)
+			lt = gt = NULL;
 		header_list_item(p, end, lt, gt, out);
 		p = end;
 	}

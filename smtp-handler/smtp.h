@@ -86,7 +86,85 @@ void smtp_start_tls(struct smtp_session *s);
 /* smtp_data.c: the DATA command, after its preconditions were checked. */
 void smtp_data(struct smtp_session *s);
 
+/* The DATA reader's state, exposed with smtp_data_read for the fuzzer. */
+enum data_problem {
+	DATA_FINE,
+	DATA_TOO_BIG,
+	DATA_BARE_NEWLINE,
+	DATA_LONG_LINE,
+	DATA_LOOP,
+	DATA_WRITE_ERROR,
+	DATA_FROM_NOT_OWNED,
+};
+
+struct data_reader {
+	struct mailfile *file;
+	uint64_t size;		/* message size as sent, CRLF = 2 */
+	enum data_problem problem;
+	bool at_line_start;	/* the next chunk begins a line */
+	bool pending_cr;	/* previous chunk ended in CR */
+	bool in_headers;
+	unsigned received;	/* Received: headers seen */
+	bool submission;	/* add Date:/Message-ID:/From: when missing */
+	bool seen_date, seen_msgid, seen_from;
+	bool in_from;		/* continuation lines belong to From: */
+	struct str from;	/* the From: field's value, bounded */
+};
+
+/* Read the message text that follows 354 from s->io up to the end of data
+ * (CRLF "." CRLF) into d->file: dot-stuffing undone, LF line ends, a
+ * submission's missing headers added at the end of its header section (if
+ * the data ends inside it, d->submission is still true and smtp_data adds
+ * them).  What is wrong with the message goes to d->problem (the first
+ * problem found) and the rest is still read, so the session stays in
+ * step.  Returns false if the client is gone (EOF, error, or timeout with
+ * 421 said) before the end.  Start with d zeroed but for file,
+ * at_line_start and in_headers (true) and submission. */
+bool smtp_data_read(struct smtp_session *s, struct data_reader *d);
+
 void smtp_transaction_reset(struct smtp_session *s);
+
+/* smtp_session.c: the command-line syntax, kept apart from the session
+ * so it can be tested and fuzzed without one. */
+enum smtp_verb {
+	SMTP_VERB_UNKNOWN, SMTP_VERB_EHLO, SMTP_VERB_HELO, SMTP_VERB_MAIL,
+	SMTP_VERB_RCPT, SMTP_VERB_DATA, SMTP_VERB_STARTTLS, SMTP_VERB_AUTH,
+	SMTP_VERB_RSET, SMTP_VERB_NOOP, SMTP_VERB_QUIT, SMTP_VERB_VRFY,
+	SMTP_VERB_EXPN, SMTP_VERB_HELP,
+};
+enum smtp_line_check {
+	SMTP_LINE_OK,
+	SMTP_LINE_TOO_LONG,	/* over SMTP_LINE_MAX and not AUTH */
+	SMTP_LINE_NUL,		/* a NUL octet in the command */
+};
+/* A line as stream_getline gave it (at most SMTP_AUTH_LINE_MAX octets):
+ * checked, its CRLF (or lone LF) removed and copied NUL-terminated into
+ * buf, which holds SMTP_AUTH_LINE_MAX + 1. */
+enum smtp_line_check smtp_command_line(const char *line, size_t len,
+				       char *buf);
+/* Split a command line in place at its first space: the verb (any case),
+ * and in *arg the rest ("" when there is none). */
+enum smtp_verb smtp_parse_verb(char *line, char **arg);
+/* MAIL's "FROM:" or RCPT's "TO:" (prefix, any case) at the start of arg:
+ * the path after it and any spaces, or NULL without the prefix. */
+const char *smtp_path_arg(const char *arg, const char *prefix);
+
+struct smtp_mail_params {
+	uint64_t size;		/* SIZE=, 0 when not given */
+	bool body_8bit;		/* BODY=8BITMIME */
+	bool smtputf8;		/* SMTPUTF8 */
+};
+enum smtp_params_error {
+	SMTP_PARAMS_OK,
+	SMTP_PARAMS_BAD_SIZE,	/* SIZE= without a plain number */
+	SMTP_PARAMS_UNSUPPORTED,	/* *bad names the parameter */
+};
+/* MAIL FROM's ESMTP parameters after the path (RFC 1870, 6152, 6531),
+ * space-separated, cut up in place.  *p holds what was read up to an
+ * error. */
+enum smtp_params_error smtp_parse_mail_params(char *params,
+					      struct smtp_mail_params *p,
+					      const char **bad);
 
 /* smtp_session.c: greet and serve commands until the client leaves. */
 __attribute__((noreturn)) void smtp_session_run(struct smtp_session *s);

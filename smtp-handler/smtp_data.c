@@ -18,30 +18,6 @@
 #include "maildir.h"
 #include "smtp.h"
 
-enum data_problem {
-	DATA_FINE,
-	DATA_TOO_BIG,
-	DATA_BARE_NEWLINE,
-	DATA_LONG_LINE,
-	DATA_LOOP,
-	DATA_WRITE_ERROR,
-	DATA_FROM_NOT_OWNED,
-};
-
-struct data_reader {
-	struct mailfile *file;
-	uint64_t size;		/* message size as sent, CRLF = 2 */
-	enum data_problem problem;
-	bool at_line_start;	/* the next chunk begins a line */
-	bool pending_cr;	/* previous chunk ended in CR */
-	bool in_headers;
-	unsigned received;	/* Received: headers seen */
-	bool submission;	/* add Date:/Message-ID:/From: when missing */
-	bool seen_date, seen_msgid, seen_from;
-	bool in_from;		/* continuation lines belong to From: */
-	struct str from;	/* the From: field's value, bounded */
-};
-
 #define DATA_FROM_MAX 4096
 
 static void data_flag(struct data_reader *d, enum data_problem p)
@@ -163,9 +139,11 @@ static bool data_chunk(struct smtp_session *s, struct data_reader *d,
 	bool had_cr = d->pending_cr;
 	size_t body = data_check_newlines(d, p, len, whole);
 	/* A line starts only after CRLF: after a bare LF, "." CRLF is not the
-	 * end of the data (SMTP smuggling). */
-	bool crlf = whole && (had_cr ? p[0] == '\n'
-				     : len >= 2 && p[len - 2] == '\r');
+	 * end of the data (SMTP smuggling).  A one-octet chunk is the LF of a
+	 * CR that ended the previous (overlong) chunk; any longer one carries
+	 * its own CR, even after a stray CR, so the end of data is found
+	 * exactly where the client's CRLF "." CRLF is. */
+	bool crlf = whole && (len >= 2 ? p[len - 2] == '\r' : had_cr);
 	if (d->problem == DATA_FINE) {
 		mailfile_write(d->file, p, body);
 		if (whole)
@@ -175,8 +153,7 @@ static bool data_chunk(struct smtp_session *s, struct data_reader *d,
 	return false;
 }
 
-/* Read to the end of data.  Returns false if the client is gone. */
-static bool data_read(struct smtp_session *s, struct data_reader *d)
+bool smtp_data_read(struct smtp_session *s, struct data_reader *d)
 {
 	for (;;) {
 		const char *line;
@@ -408,7 +385,7 @@ void smtp_data(struct smtp_session *s)
 		.submission = s->mode != SMTP_MODE_MX,
 	};
 	data_trace_headers(s, &f);
-	if (!data_read(s, &d)) {
+	if (!smtp_data_read(s, &d)) {
 		mailfile_close(&f);
 		str_free(&d.from);
 		data_log(s, &d, "lost connection in DATA");

@@ -78,11 +78,15 @@ void smtp_exit(struct smtp_session *s, const char *result)
 	exit(0);
 }
 
-/* Case-insensitive "does arg start with word" for "FROM:" and "TO:". */
-static const char *skip_prefix(const char *arg, const char *word)
+const char *smtp_path_arg(const char *arg, const char *prefix)
 {
-	size_t n = strlen(word);
-	return strncasecmp(arg, word, n) == 0 ? arg + n : NULL;
+	size_t n = strlen(prefix);
+	if (strncasecmp(arg, prefix, n) != 0)
+		return NULL;
+	arg += n;
+	while (*arg == ' ')
+		arg++;
+	return arg;
 }
 
 static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
@@ -113,35 +117,55 @@ static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 	smtp_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
-/* MAIL FROM parameters: SIZE=, BODY=, SMTPUTF8 (RFC 1870, 6152, 6531).
- * Returns false after replying. */
-static bool mail_params(struct smtp_session *s, char *params)
+enum smtp_params_error smtp_parse_mail_params(char *params,
+					      struct smtp_mail_params *p,
+					      const char **bad)
 {
-	for (char *tok = strtok(params, " "); tok; tok = strtok(NULL, " ")) {
+	char *save = NULL;
+	memset(p, 0, sizeof *p);
+	for (char *tok = strtok_r(params, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save)) {
 		char *val = strchr(tok, '=');
 		if (val)
 			*val++ = '\0';
 		if (strcasecmp(tok, "SIZE") == 0 && val) {
 			char *end;
 			unsigned long long n = strtoull(val, &end, 10);
-			if (*val < '0' || *val > '9' || *end != '\0') {
-				smtp_reply_error(s, "501 5.5.4 Bad SIZE parameter");
-				return false;
-			}
-			s->declared_size = n;
+			if (*val < '0' || *val > '9' || *end != '\0')
+				return SMTP_PARAMS_BAD_SIZE;
+			p->size = n;
 		} else if (strcasecmp(tok, "BODY") == 0 && val &&
 			   (strcasecmp(val, "7BIT") == 0 ||
 			    strcasecmp(val, "8BITMIME") == 0)) {
 			/* 8-bit data is accepted either way; the queue needs
 			 * to know, so it is not relayed to a 7-bit server */
-			s->body_8bit = strcasecmp(val, "8BITMIME") == 0;
+			p->body_8bit = strcasecmp(val, "8BITMIME") == 0;
 		} else if (strcasecmp(tok, "SMTPUTF8") == 0 && !val) {
-			s->smtputf8 = true;
+			p->smtputf8 = true;
 		} else {
-			smtp_reply_error(s, "555 5.5.4 Unsupported parameter %s",
-					 tok);
-			return false;
+			*bad = tok;
+			return SMTP_PARAMS_UNSUPPORTED;
 		}
+	}
+	return SMTP_PARAMS_OK;
+}
+
+/* MAIL FROM parameters: returns false after replying. */
+static bool mail_params(struct smtp_session *s, char *params)
+{
+	struct smtp_mail_params p;
+	const char *bad = NULL;
+	enum smtp_params_error e = smtp_parse_mail_params(params, &p, &bad);
+	s->declared_size = p.size;
+	s->body_8bit = p.body_8bit;
+	s->smtputf8 = p.smtputf8;
+	if (e == SMTP_PARAMS_BAD_SIZE) {
+		smtp_reply_error(s, "501 5.5.4 Bad SIZE parameter");
+		return false;
+	}
+	if (e == SMTP_PARAMS_UNSUPPORTED) {
+		smtp_reply_error(s, "555 5.5.4 Unsupported parameter %s", bad);
+		return false;
 	}
 	return true;
 }
@@ -160,13 +184,11 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 		smtp_reply_error(s, "530 5.7.0 Authentication required");
 		return;
 	}
-	const char *p = skip_prefix(arg, "FROM:");
+	const char *p = smtp_path_arg(arg, "FROM:");
 	if (p == NULL) {
 		smtp_reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
-	while (*p == ' ')
-		p++;
 	struct mailaddr a;
 	size_t used;
 	enum addr_error e = addr_parse_path(p, strlen(p), true, &a, &used);
@@ -175,9 +197,6 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 				 addr_strerror(e));
 		return;
 	}
-	s->smtputf8 = false;
-	s->body_8bit = false;
-	s->declared_size = 0;
 	char *params = xstrdup(p + used);
 	bool ok = mail_params(s, params);
 	free(params);
@@ -320,13 +339,11 @@ static void cmd_rcpt(struct smtp_session *s, char *arg)
 		smtp_reply_error(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
-	const char *p = skip_prefix(arg, "TO:");
+	const char *p = smtp_path_arg(arg, "TO:");
 	if (p == NULL) {
 		smtp_reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
-	while (*p == ' ')
-		p++;
 	struct mailaddr a;
 	size_t used;
 	enum addr_error e = addr_parse_path(p, strlen(p), false, &a, &used);
@@ -413,44 +430,98 @@ static void cmd_data(struct smtp_session *s, const char *arg)
 	}
 }
 
+static const struct {
+	const char *name;
+	enum smtp_verb verb;
+} smtp_verbs[] = {
+	{ "EHLO", SMTP_VERB_EHLO }, { "HELO", SMTP_VERB_HELO },
+	{ "MAIL", SMTP_VERB_MAIL }, { "RCPT", SMTP_VERB_RCPT },
+	{ "DATA", SMTP_VERB_DATA }, { "STARTTLS", SMTP_VERB_STARTTLS },
+	{ "AUTH", SMTP_VERB_AUTH }, { "RSET", SMTP_VERB_RSET },
+	{ "NOOP", SMTP_VERB_NOOP }, { "QUIT", SMTP_VERB_QUIT },
+	{ "VRFY", SMTP_VERB_VRFY }, { "EXPN", SMTP_VERB_EXPN },
+	{ "HELP", SMTP_VERB_HELP },
+};
+
+enum smtp_verb smtp_parse_verb(char *line, char **arg)
+{
+	*arg = strchr(line, ' ');
+	if (*arg != NULL)
+		*(*arg)++ = '\0';
+	else
+		*arg = line + strlen(line);
+	for (size_t i = 0; i < sizeof smtp_verbs / sizeof *smtp_verbs; i++)
+		if (strcasecmp(line, smtp_verbs[i].name) == 0)
+			return smtp_verbs[i].verb;
+	return SMTP_VERB_UNKNOWN;
+}
+
 /* One command line, CRLF (or a lone LF) stripped. */
 static void smtp_command(struct smtp_session *s, char *line)
 {
-	char *arg = strchr(line, ' ');
-	if (arg != NULL)
-		*arg++ = '\0';
-	else
-		arg = line + strlen(line);
-	if (strcasecmp(line, "EHLO") == 0)
+	char *arg;
+	switch (smtp_parse_verb(line, &arg)) {
+	case SMTP_VERB_EHLO:
 		cmd_helo(s, arg, true);
-	else if (strcasecmp(line, "HELO") == 0)
+		break;
+	case SMTP_VERB_HELO:
 		cmd_helo(s, arg, false);
-	else if (strcasecmp(line, "MAIL") == 0)
+		break;
+	case SMTP_VERB_MAIL:
 		cmd_mail(s, arg);
-	else if (strcasecmp(line, "RCPT") == 0)
+		break;
+	case SMTP_VERB_RCPT:
 		cmd_rcpt(s, arg);
-	else if (strcasecmp(line, "DATA") == 0)
+		break;
+	case SMTP_VERB_DATA:
 		cmd_data(s, arg);
-	else if (strcasecmp(line, "STARTTLS") == 0)
+		break;
+	case SMTP_VERB_STARTTLS:
 		cmd_starttls(s, arg);
-	else if (strcasecmp(line, "AUTH") == 0)
+		break;
+	case SMTP_VERB_AUTH:
 		smtp_auth(s, arg);
-	else if (strcasecmp(line, "RSET") == 0) {
+		break;
+	case SMTP_VERB_RSET:
 		smtp_transaction_reset(s);
 		smtp_reply(s, "250 2.0.0 Ok");
-	} else if (strcasecmp(line, "NOOP") == 0)
+		break;
+	case SMTP_VERB_NOOP:
 		smtp_reply(s, "250 2.0.0 Ok");
-	else if (strcasecmp(line, "QUIT") == 0) {
+		break;
+	case SMTP_VERB_QUIT:
 		smtp_reply(s, "221 2.0.0 Bye");
 		smtp_exit(s, "ok");
-	} else if (strcasecmp(line, "VRFY") == 0)
+	case SMTP_VERB_VRFY:
 		smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
-	else if (strcasecmp(line, "EXPN") == 0)
+		break;
+	case SMTP_VERB_EXPN:
 		smtp_reply_error(s, "502 5.5.1 EXPN not available");
-	else if (strcasecmp(line, "HELP") == 0)
+		break;
+	case SMTP_VERB_HELP:
 		smtp_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
-	else
+		break;
+	case SMTP_VERB_UNKNOWN:
 		smtp_reply_error(s, "500 5.5.2 Error: command not recognized");
+		break;
+	}
+}
+
+enum smtp_line_check smtp_command_line(const char *line, size_t len,
+				       char *buf)
+{
+	size_t raw_len = len;
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (raw_len > SMTP_LINE_MAX && strncasecmp(line, "AUTH ", 5) != 0)
+		return SMTP_LINE_TOO_LONG;
+	if (memchr(line, '\0', len) != NULL)
+		return SMTP_LINE_NUL;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	return SMTP_LINE_OK;
 }
 
 /* Read one command line; returns NULL after handling a bad one. */
@@ -475,21 +546,16 @@ static char *smtp_read_command(struct smtp_session *s, char *buf)
 	}
 	if (r != STREAM_OK)
 		smtp_exit(s, "lost connection");
-	size_t raw_len = len;
-	if (len > 0 && line[len - 1] == '\n')
-		len--;
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	if (raw_len > SMTP_LINE_MAX && strncasecmp(line, "AUTH ", 5) != 0) {
+	switch (smtp_command_line(line, len, buf)) {
+	case SMTP_LINE_TOO_LONG:
 		smtp_reply_error(s, "500 5.5.2 Line too long");
 		return NULL;
-	}
-	if (memchr(line, '\0', len) != NULL) {
+	case SMTP_LINE_NUL:
 		smtp_reply_error(s, "500 5.5.2 Error: NUL character in command");
 		return NULL;
+	case SMTP_LINE_OK:
+		break;
 	}
-	memcpy(buf, line, len);
-	buf[len] = '\0';
 	return buf;
 }
 

@@ -471,6 +471,22 @@ class StrictCRLFTests(SockmailTestCase):
     def test_bare_lf_in_header(self):
         self.bad_data(b"Subject: lf\nX-Foo: bar\r\n\r\nbody\r\n.\r\n")
 
+    def test_end_after_overlong_line_split_at_cr(self):
+        # fuzz_smtp_data: a line over 1000 octets whose 1000th octet is a
+        # CR, then more text and CRLF.  The "." line after that CRLF is the
+        # end of the data; it was missed, and what followed was read as
+        # message text (the client and the server out of step).
+        c = self.connect()
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250, client=c)
+        self.assertReply(c.cmd("RCPT TO:<alice@example.org>"), 250, client=c)
+        self.assertReply(c.cmd("DATA"), 354, client=c)
+        c.send(b"Subject: split\r\n\r\n" + b"x" * 999 + b"\rz\r\n.\r\n")
+        self.assertReply(c.read_reply(), 550, "5.6.0", LONG_LINE, client=c)
+        self.assertReply(c.cmd("NOOP"), 250, "2.0.0", "Ok", client=c)
+        self.assertReply(c.cmd("QUIT"), 221, client=c)
+        c.expect_eof()
+        self.assertNothingDelivered()
+
     SMUGGLE_TAIL = (b"MAIL FROM:<evil@remote.example>\r\n"
                     b"RCPT TO:<bob@example.org>\r\n"
                     b"DATA\r\n"

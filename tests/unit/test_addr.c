@@ -719,6 +719,31 @@ static void test_header_list(void **state)
 	}
 }
 
+/* fuzz_smtp_path: "<><user@..." made the list take the text between a
+ * later '<' and an earlier '>' (a negative length).  An element with two
+ * <...> is no one mailbox: it comes out whole and does not parse. */
+static void test_header_list_two_angles(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *value, *expect;
+	} cases[] = {
+		{ "<><user@xn--bcher-kv", "<><user@xn--bcher-kv" },
+		{ "<victim@x.example> <me@y.example>",
+		  "<victim@x.example><me@y.example>" },
+		{ "a>b<c@d.example", "a>b<c@d.example" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct strlist l = STRLIST_INIT;
+		struct mailaddr a;
+		addr_header_list(cases[i].value, &l);
+		assert_int_equal(l.n, 1);
+		assert_string_equal(l.items[0], cases[i].expect);
+		assert_int_equal(addr_parse_mailbox(l.items[0], &a), ADDR_SYNTAX);
+		strlist_free(&l);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_lowercase),
 		cmocka_unit_test(test_strerror),
 		cmocka_unit_test(test_header_list),
+		cmocka_unit_test(test_header_list_two_angles),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
