@@ -3,6 +3,9 @@
 #   make              build every program into build/
 #   make check        unit tests (cmocka) + end-to-end tests (installs deps)
 #   make check SANITIZE=1   the same with ASan+UBSan, built in build-san/
+#   make check VALGRIND=1   end-to-end tests with every handler under valgrind
+#   make check-systemd the installed units under a real systemd (root)
+#   make fuzz         every libFuzzer target for FUZZ_SECONDS (clang)
 #   make run          all handlers on loopback high ports with a demo domain
 #   make bench        benchmarks, printed beside reference figures
 #   make install      DESTDIR=, PREFIX=/usr
@@ -37,7 +40,8 @@ LIBS = -ltdb -lcrypt
 DEB_PACKAGES = gcc make pkg-config libc6-dev libtdb-dev libcrypt-dev \
 	       libsystemd-dev libgnutls28-dev libcmocka-dev systemd \
 	       python3 swaks gnutls-bin tdb-tools fetchmail curl dnsmasq-base \
-	       isync systemd-container debootstrap clang libclang-rt-14-dev
+	       isync systemd-container debootstrap clang libclang-rt-14-dev \
+	       valgrind strace
 
 # tls_module.c is the GnuTLS module, dlopen()ed on first use (see
 # common/tls.h): never part of libcommon.
@@ -160,7 +164,7 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(HELPER_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run-all.sh
-ifneq ($(SANITIZE),1)
+ifneq ($(SANITIZE)$(VALGRIND),1)
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory check-systemd; \
 	else echo "check-systemd: skipped (needs root: sudo make check-systemd)"; fi
 endif

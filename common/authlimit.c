@@ -346,8 +346,12 @@ void authlimit_failure(const struct config *cfg, const char *peer,
 		peer = "unknown";
 	/* The one line fail2ban reads; logged even if counting fails.  The
 	 * user name is the client's: no address is longer than 320 octets,
-	 * so more is cut rather than letting a client fill the journal. */
-	char *shown = xstrndup(user != NULL ? user : "", 320);
+	 * so more is cut rather than letting a client fill the journal.
+	 * xstrndup() copies n bytes: strnlen() keeps it inside a short
+	 * name. */
+	if (user == NULL)
+		user = "";
+	char *shown = xstrndup(user, strnlen(user, 320));
 	log_kv(LOG_WARNING, "authentication failed", "PEER", peer, "USER",
 	       shown, "SERVICE", service != NULL ? service : "unknown", NULL);
 	free(shown);

@@ -7,7 +7,10 @@
 #   sh tests/run-all.sh [unit|e2e]      (default: both)
 #
 # Environment: BUILD (default "build", relative to the repo root),
-# PYTHON (default /usr/bin/python3).  Builds nothing: `make check` does.
+# PYTHON (default /usr/bin/python3), VALGRIND=1 (`make check VALGRIND=1`:
+# the end-to-end tests run every handler and queue runner under valgrind,
+# through SOCKMAIL_VALGRIND=1, see tests/e2e/harness.py).  Builds nothing:
+# `make check` does.
 
 cd "$(dirname "$0")/.." || exit 2
 
@@ -101,7 +104,24 @@ unittest_counts() {
 
 run_e2e() {
 	log="$tmp/e2e.log"
-	echo "== e2e ($PYTHON, BUILD=$BUILD)"
+	if [ "${VALGRIND:-0}" = 1 ]; then
+		if [ "${SANITIZE:-0}" = 1 ]; then
+			# ASan's shadow memory and valgrind exclude each other
+			echo "== e2e: VALGRIND=1 and SANITIZE=1 do not mix" >&2
+			failed=$((failed + 1))
+			return
+		fi
+		if [ ! -x /usr/bin/valgrind ]; then
+			echo "== e2e: VALGRIND=1 needs valgrind (apt-get install valgrind)" >&2
+			failed=$((failed + 1))
+			return
+		fi
+		SOCKMAIL_VALGRIND=1
+		export SOCKMAIL_VALGRIND
+		echo "== e2e ($PYTHON, BUILD=$BUILD, under valgrind: slow)"
+	else
+		echo "== e2e ($PYTHON, BUILD=$BUILD)"
+	fi
 	{
 		"$PYTHON" -m unittest discover -s tests/e2e -p 'test_*.py' -v 2>&1
 		echo $? >"$tmp/rc"

@@ -18,16 +18,28 @@ SMTPClient is a raw socket client for byte-exact dialogs: it sends exactly
 the bytes it is given and parses replies strictly (CRLF line ends, one
 reply = the "NNN-" lines up to the "NNN " line).
 
+With SOCKMAIL_VALGRIND=1 (make check VALGRIND=1) every handler and queue
+runner runs under valgrind's memcheck, one log per process in the server's
+valgrind/ dir; tearDown fails the test when a log shows memory errors, or
+leaks at a normal exit (a process killed by a signal has its memory errors
+counted, not its leaks), names the log and keeps a copy.  TIMEOUT and WAIT
+are multiplied by VALGRIND_SLOWDOWN then.
+
 Environment:
   BUILD      directory with the programs, relative to the repo root
              (default "build"; "build-san" for the sanitizer build)
   SOCKMAIL_TEST_KEEP=1   keep the temp dirs for a post-mortem
+  SOCKMAIL_VALGRIND=1    run the handlers and queue runners under valgrind
+  SOCKMAIL_VALGRIND_SLOWDOWN   timeout factor under valgrind (default 10)
+  SOCKMAIL_VALGRIND_KEEP  where failing valgrind logs are copied (default
+             $TMPDIR/sockmail-valgrind)
 """
 
 import email.utils
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -43,8 +55,20 @@ SETPRIV = "/usr/bin/setpriv"
 TDBDUMP = "/usr/bin/tdbdump"
 
 HOSTNAME = "mx.test.example"
-TIMEOUT = 30.0  # socket operations: generous, never a timing assertion
-WAIT = 20.0  # polling for files and processes
+
+# valgrind (make check VALGRIND=1): see valgrind_argv() and
+# SockmailServer.valgrind_reports().  It makes the programs 20-50 times
+# slower, mostly in start-up and the leak check at exit; the waits below are
+# bounds, not expectations, so a factor of 10 keeps them generous.
+VALGRIND = os.environ.get("SOCKMAIL_VALGRIND", "") not in ("", "0")
+VALGRIND_BIN = "/usr/bin/valgrind"
+VALGRIND_SUPP = os.path.join(REPO, "tests", "valgrind.supp")
+VALGRIND_EXIT = 97  # --error-exitcode: no sockmail program exits with it
+VALGRIND_SLOWDOWN = (float(os.environ.get("SOCKMAIL_VALGRIND_SLOWDOWN", "10"))
+                     if VALGRIND else 1.0)
+
+TIMEOUT = 30.0 * VALGRIND_SLOWDOWN  # socket operations: generous, never a timing assertion
+WAIT = 20.0 * VALGRIND_SLOWDOWN  # polling for files and processes
 
 # What a sanitizer prints when it found something.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -56,6 +80,71 @@ PASS_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ",
 
 def program(name):
     return os.path.join(BUILD, name)
+
+
+def skip_under_valgrind(reason):
+    """Decorator: skip a test (or class) when the programs run under
+    valgrind, e.g. one that needs them fast or counts their work."""
+    return unittest.skipIf(VALGRIND, "under valgrind: " + reason)
+
+
+def valgrind_argv(log_dir):
+    """The argv prefix that runs a program under memcheck with one log per
+    process in log_dir (forked queue-runner workers get their own), or []
+    without SOCKMAIL_VALGRIND.  Leaks count as errors only when definite or
+    indirect ("possibly lost" is what interior pointers look like, "still
+    reachable" what exit() leaves)."""
+    if not VALGRIND:
+        return []
+    argv = [VALGRIND_BIN, "--tool=memcheck", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=%d" % VALGRIND_EXIT, "--track-fds=no",
+            "--num-callers=40", "--log-file=" + os.path.join(log_dir, "vg.%p.log")]
+    if os.path.exists(VALGRIND_SUPP):
+        argv.append("--suppressions=" + VALGRIND_SUPP)
+    return argv
+
+
+# What memcheck prints (after "==PID== ") at the start of an error that is
+# not a leak: enough to count them in a log without an ERROR SUMMARY (the
+# process was killed with SIGKILL).
+_VG_ERROR = re.compile(
+    r"^==\d+== (?:Invalid (?:read|write|free|alignment)|Mismatched |"
+    r"Conditional jump or move|Use of uninitialised|Syscall param|"
+    r"Source and destination overlap|Argument '\w+' of function|"
+    r"Jump to the invalid address|Illegal memory pool)", re.M)
+_VG_SUMMARY = re.compile(
+    r"^==\d+== ERROR SUMMARY: ([\d,]+) errors? from ([\d,]+) contexts?", re.M)
+_VG_LEAK = re.compile(
+    r"^==\d+== [\d,]+ (?:\([\d,]+ direct, [\d,]+ indirect\) )?bytes in "
+    r"[\d,]+ blocks? are (?:definitely|indirectly) lost in loss record", re.M)
+_VG_SIGNAL = re.compile(
+    r"^==\d+== Process terminating with default action of signal \d+ "
+    r"\((\w+)\)", re.M)
+_VG_COMMAND = re.compile(r"^==\d+== Command: (.*)$", re.M)
+
+
+def valgrind_log_problem(text):
+    """What is wrong according to one memcheck log: None, or a short
+    description.  Leaks count only at a normal exit: a process killed by a
+    signal stopped in the middle of its work."""
+    m = _VG_SUMMARY.search(text)
+    sig = _VG_SIGNAL.search(text)
+    if m is None:
+        # killed by SIGKILL: only the errors printed so far are known
+        n = len(_VG_ERROR.findall(text))
+        return ("%d memory error(s) before it was killed" % n) if n else None
+    contexts = int(m.group(2).replace(",", ""))
+    leaks = len(_VG_LEAK.findall(text))
+    errors = contexts - leaks
+    if sig is not None:
+        if errors > 0:
+            return "%d memory error context(s) (killed by %s)" % (errors, sig.group(1))
+        return None
+    if contexts > 0:
+        return "%d memory error context(s), %d leak record(s)" % (errors, leaks)
+    return None
 
 
 def wait_until(pred, timeout=WAIT, interval=0.05):
@@ -542,6 +631,9 @@ class SockmailServer:
         self.conf_path = os.path.join(self.dir, "sockmail.conf")
         self.stderr_path = os.path.join(self.dir, "handler.stderr")
         self.runner_stderr_path = os.path.join(self.dir, "runner.stderr")
+        self.valgrind_dir = os.path.join(self.dir, "valgrind")
+        if VALGRIND:
+            os.mkdir(self.valgrind_dir, 0o755)
         self.proc = None
         self.port = None
         self.unix = []  # (listener process, socket path): start_unix()
@@ -608,6 +700,7 @@ class SockmailServer:
                     argv += ["-E", v]
             for k, v in (env or {}).items():
                 argv += ["-E", "%s=%s" % (k, v)]
+            argv += valgrind_argv(self.valgrind_dir)
             argv += [exe, "-c", self.conf_path] + list(args)
             errf = open(self.stderr_path, "ab")
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -644,6 +737,7 @@ class SockmailServer:
                 argv += ["-E", v]
         for k, v in (env or {}).items():
             argv += ["-E", "%s=%s" % (k, v)]
+        argv += valgrind_argv(self.valgrind_dir)
         argv += [exe, "-c", self.conf_path] + list(args)
         errf = open(self.stderr_path, "ab")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -722,7 +816,8 @@ class SockmailServer:
             e["SOCKMAIL_TEST_NOW"] = str(int(now))
         e.update(env or {})
         errf = open(self.runner_stderr_path, "ab")
-        proc = subprocess.Popen([exe, "-c", self.conf_path],
+        argv = valgrind_argv(self.valgrind_dir) + [exe, "-c", self.conf_path]
+        proc = subprocess.Popen(argv,
                                 stdin=subprocess.DEVNULL, stdout=errf,
                                 stderr=errf, env=e, cwd=self.dir,
                                 start_new_session=True)
@@ -784,6 +879,30 @@ class SockmailServer:
         """Sanitizer reports in the handlers' (and queue runners') stderr."""
         text = self.stderr_text() + self.runner_stderr_text()
         return [m for m in SANITIZER_MARKS if m in text]
+
+    def valgrind_logs(self):
+        """Paths of the memcheck logs so far, oldest first."""
+        try:
+            names = os.listdir(self.valgrind_dir)
+        except FileNotFoundError:
+            return []
+        paths = [os.path.join(self.valgrind_dir, n) for n in names
+                 if n.startswith("vg.") and n.endswith(".log")]
+        return sorted(paths, key=lambda p: (os.path.getmtime(p), p))
+
+    def valgrind_reports(self):
+        """[(log path, problem, log text)] of the memcheck logs that show
+        errors, or leaks at a normal exit ([] without valgrind)."""
+        out = []
+        for path in self.valgrind_logs():
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            problem = valgrind_log_problem(text)
+            if problem:
+                m = _VG_COMMAND.search(text)
+                what = m.group(1) if m else "?"
+                out.append((path, "%s: %s" % (what, problem), text))
+        return out
 
     @staticmethod
     def _kill(proc):
@@ -912,9 +1031,29 @@ class SockmailTestCase(unittest.TestCase):
         if problems:
             self.fail("sanitizer report in handler stderr (%s):\n%s" % (
                 ", ".join(problems), self.srv.stderr_text()[-6000:]))
+        self.check_valgrind()
         if stragglers:
             self.fail("handler processes %s still running %ds after every "
                       "client had closed" % (stragglers, WAIT))
+
+    def check_valgrind(self):
+        """Fail if a memcheck log of this test's server shows a problem:
+        copy the bad logs where they outlive the temp dir and name them."""
+        reports = self.srv.valgrind_reports()
+        if not reports:
+            return
+        keep = os.path.join(os.environ.get("SOCKMAIL_VALGRIND_KEEP") or
+                            os.path.join(tempfile.gettempdir(), "sockmail-valgrind"),
+                            self.id())
+        os.makedirs(keep, exist_ok=True)
+        lines, excerpt = [], ""
+        for path, problem, text in reports:
+            kept = os.path.join(keep, os.path.basename(path))
+            shutil.copyfile(path, kept)
+            lines.append("  %s\n    %s" % (kept, problem))
+            excerpt = excerpt or text[-6000:]
+        self.fail("valgrind found problems (logs kept):\n%s\nfirst log:\n%s"
+                  % ("\n".join(lines), excerpt))
 
     # -- shortcuts
     def connect(self, ehlo="client.test"):
@@ -1043,6 +1182,7 @@ def start_listener(srv, handler, args=(), env=None):
                 argv += ["-E", v]
         for k, v in (env or {}).items():
             argv += ["-E", "%s=%s" % (k, v)]
+        argv += valgrind_argv(srv.valgrind_dir)
         argv += [exe, "-c", srv.conf_path] + list(args)
         errf = open(srv.stderr_path, "ab")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -1630,3 +1770,85 @@ class IMAPTestCase(SockmailTestCase):
         self.assertIn(r.status, statuses, msg)
         if code is not None:
             self.assertEqual(r.code_name, code, msg)
+
+
+# ============================================================ one handler
+# Appended for tests/e2e/test_faults.py: one handler process on one
+# connection, started by the test itself rather than by a listener, so the
+# test chooses its whole environment (LD_PRELOAD of the fault shim) run by
+# run and sees how it ended (exit status, signal).
+
+import threading as _threading
+
+
+class HandlerProcess:
+    """One handler on one TCP connection, as systemd-socket-activate
+    --inetd starts it (the accepted socket is stdin and stdout, stderr goes
+    to srv.stderr_path), with the environment a listener would give it
+    (PATH and PASS_ENV) plus env; never under valgrind.  Connect a client to .port (once); the
+    handler starts when the connection is accepted.  wait() returns its
+    exit status (negative: killed by that signal), or None if it was
+    still running after timeout and had to be killed."""
+
+    def __init__(self, srv, handler, args=(), env=None):
+        exe = program(handler)
+        if not os.access(exe, os.X_OK):
+            raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
+        self.argv = [exe, "-c", srv.conf_path] + list(args)
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for v in PASS_ENV:
+            if v in os.environ:
+                self.env[v] = os.environ[v]
+        self.env.update(env or {})
+        self.srv = srv
+        self.proc = None
+        self.error = None
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1)
+        self.lsock.settimeout(TIMEOUT)
+        self.port = self.lsock.getsockname()[1]
+        self.thread = _threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        try:
+            conn, _ = self.lsock.accept()
+        except OSError as e:  # nobody connected
+            self.error = e
+            return
+        finally:
+            self.lsock.close()
+        try:
+            conn.settimeout(None)  # the handler gets a blocking socket
+            with open(self.srv.stderr_path, "ab") as errf:
+                self.proc = subprocess.Popen(
+                    self.argv, stdin=conn, stdout=conn, stderr=errf,
+                    env=self.env, cwd=self.srv.dir, start_new_session=True)
+        except OSError as e:
+            self.error = e
+        finally:
+            conn.close()
+
+    def started(self, timeout=WAIT):
+        """Wait until the handler runs; its Popen (or raise)."""
+        self.thread.join(timeout)
+        if self.proc is None:
+            raise AssertionError("handler not started: %r" % (self.error,))
+        return self.proc
+
+    def wait(self, timeout=WAIT):
+        proc = self.started()
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()

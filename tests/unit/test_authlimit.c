@@ -280,6 +280,38 @@ static void test_log_line(void **state)
 	str_free(&want);
 }
 
+/* The logged user name is cut at 320 octets, and a shorter one is read
+ * only up to its NUL: a heap copy of exactly its size (as the handlers
+ * pass it) must not be read past its end (valgrind found the 320-byte
+ * copy of a short name; ASan sees it here). */
+static void test_log_user_bounds(void **state)
+{
+	struct fixture *f = *state;
+	struct str out = STR_INIT, want = STR_INIT;
+	char *shortname = xstrdup("eve@example.org");
+	char *longname = xmalloc(401);
+
+	memset(longname, 'a', 400);
+	longname[400] = '\0';
+	setenv("SOCKMAIL_LOG", "stderr", 1);
+	log_open("authtest");
+	capture_start(f->dir);
+	authlimit_failure(&f->cfg, "192.0.2.3", shortname, "pop3", T0);
+	authlimit_failure(&f->cfg, "192.0.2.3", longname, "pop3", T0);
+	capture_end(&out);
+
+	long pid = (long)getpid();
+	str_printf(&want, "authtest[%ld]: authentication failed PEER=192.0.2.3"
+			  " USER=eve@example.org SERVICE=pop3\n"
+			  "authtest[%ld]: authentication failed PEER=192.0.2.3"
+			  " USER=%.320s SERVICE=pop3\n", pid, pid, longname);
+	assert_string_equal(str_c(&out), str_c(&want));
+	free(shortname);
+	free(longname);
+	str_free(&out);
+	str_free(&want);
+}
+
 /* ---- concurrency ---- */
 
 static void test_concurrent(void **state)
@@ -460,6 +492,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ipv6_prefix, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_log_line, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_log_user_bounds, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup,
 						teardown),
