@@ -544,6 +544,8 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_command *c)
 	for (size_t k = 0; k < n && s->io.status == STREAM_OK; k++)
 		fetch_one(s, &x, idx[k]);
 	free(idx);
+	/* the cache's batched values written, its read lock released */
+	imap_folder_cache_flush(s->sel);
 
 	bool expunged = x.expunged, failed = x.failed;
 	fetch_ctx_free(&x);

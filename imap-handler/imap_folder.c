@@ -12,6 +12,14 @@
  * Every write happens inside a transaction, so a reader holding
  * tdb_lockall_read sees a consistent state and readers that take the
  * transaction lock (assigning UIDs, claiming \Recent) are serialised.
+ * A new tdb gets its UIDVALIDITY in the same transaction as the first
+ * UIDs.
+ *
+ * Two accelerators, neither needed for correctness: <folder>/
+ * sockmail-snapshot, the view of a quiet folder, spares a SELECT the
+ * directory scan (see "the snapshot"); <folder>/sockmail-cache.tdb keeps
+ * ENVELOPE and BODYSTRUCTURE, read under one lock per command and written
+ * in batches (see "the cache").
  */
 #include "imap_folder.h"
 
@@ -22,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <tdb.h>
 #include <time.h>
@@ -30,7 +39,6 @@
 #include "log.h"
 
 #define DB_HASH_SIZE 10007
-#define CACHE_HASH_SIZE 1009
 #define UID_PREFIX "u:"
 #define UID_PREFIX_LEN 2
 #define NAME_MAX_LEN 255
@@ -44,6 +52,21 @@
 enum { SUB_NEW = 0, SUB_CUR = 1 };
 static const char *const sub_name[2] = { "new", "cur" };
 
+/* Cache values put during a command, not yet written (see the cache). */
+struct cache_ent {
+	uint32_t uid;
+	char field;
+	size_t off, len;		/* the value in data */
+};
+
+struct cache_batch {
+	struct str data;
+	struct cache_ent *e;
+	size_t n, cap;
+	uint32_t *slot;			/* open addressing: index + 1, 0 free */
+	size_t slots;			/* a power of two, at least 2n */
+};
+
 struct imap_folder_private {
 	int dir_fd[2];			/* new/, cur/ */
 	bool scanned;
@@ -52,7 +75,23 @@ struct imap_folder_private {
 	size_t arena_garbage;		/* arena bytes no entry uses */
 	unsigned keywords_reported;	/* n_keywords the client knows */
 	int cache_resets;		/* cache files replaced so far */
+	bool db_new;			/* the tdb awaits its UIDVALIDITY */
+	uint32_t lookup_uidnext;	/* UIDNEXT the last scan's UIDs match */
+	bool opening;			/* in imap_folder_open's sync */
+	bool snap_used;			/* the open's view is the snapshot's */
+	void *map;			/* the snapshot mapped: f->arena is in */
+	size_t map_len;			/* it until it must grow */
+	/* the open's view may become the snapshot when the folder is closed
+	 * if the disk is then still as the open's scan found it */
+	bool snap_candidate;
+	int64_t snap_taken, snap_mtime[2];
+	uint32_t snap_uidnext;
+	bool cache_read_locked;		/* tdb_lockall_read on f->cache */
+	uint32_t cache_validity;	/* the UIDVALIDITY f->cache matches */
+	struct cache_batch batch;	/* cache values not yet written */
 };
+
+#define SIZE_UNKNOWN UINT64_MAX
 
 /* One file found by a scan. */
 struct scan_ent {
@@ -66,6 +105,10 @@ struct scan {
 	struct scan_ent *e;
 	size_t n, cap;
 };
+
+/* the cache, last in this file */
+static void batch_clear(struct cache_batch *b);
+static void cache_check_size(struct imap_folder *f);
 
 /* ---- small helpers ---- */
 
@@ -223,6 +266,36 @@ static const char *msg_name(const struct imap_folder *f,
 	return f->arena + m->name;
 }
 
+/* Give the arena up: unmapped if it is the snapshot's, else freed. */
+static void arena_free(struct imap_folder *f)
+{
+	if (f->priv != NULL && f->priv->map != NULL) {
+		munmap(f->priv->map, f->priv->map_len);
+		f->priv->map = NULL;
+	} else {
+		free(f->arena);
+	}
+	f->arena = NULL;
+	f->arena_len = f->arena_cap = 0;
+}
+
+/* Room for cap octets (more than arena_len); the snapshot's names are
+ * copied into memory of our own first. */
+static void arena_grow(struct imap_folder *f, size_t cap)
+{
+	if (f->priv->map != NULL) {
+		char *a = xmalloc(cap);
+		memcpy(a, f->arena, f->arena_len);
+		size_t len = f->arena_len;
+		arena_free(f);
+		f->arena = a;
+		f->arena_len = len;
+	} else {
+		f->arena = xrealloc(f->arena, cap);
+	}
+	f->arena_cap = cap;
+}
+
 static int arena_store(struct imap_folder *f, struct imap_msg *m,
 		       const char *name, size_t len, bool replace)
 {
@@ -244,8 +317,7 @@ static int arena_store(struct imap_folder *f, struct imap_msg *m,
 		size_t cap = f->arena_cap ? f->arena_cap * 2 : 64 * 1024;
 		while (cap < f->arena_len + len + 1)
 			cap *= 2;
-		f->arena = xrealloc(f->arena, cap);
-		f->arena_cap = cap;
+		arena_grow(f, cap);
 	}
 	memcpy(f->arena + f->arena_len, name, len);
 	f->arena[f->arena_len + len] = '\0';
@@ -261,6 +333,8 @@ static void arena_compact(struct imap_folder *f)
 	    f->priv->arena_garbage < f->arena_len / 2)
 		return;
 	char *old = f->arena;
+	void *map = f->priv->map;	/* old is in it, or our own */
+	f->priv->map = NULL;
 	f->arena = NULL;
 	f->arena_len = f->arena_cap = 0;
 	f->priv->arena_garbage = 0;
@@ -268,7 +342,10 @@ static void arena_compact(struct imap_folder *f)
 		const char *n = old + f->msgs[i].name;
 		arena_store(f, &f->msgs[i], n, strlen(n), false);
 	}
-	free(old);
+	if (map != NULL)
+		munmap(map, f->priv->map_len);
+	else
+		free(old);
 }
 
 static int msg_sub(const struct imap_msg *m)
@@ -409,13 +486,66 @@ static int open_dirs(struct imap_folder *f, struct str *err)
 	return ret;
 }
 
-/* Open the tdb, creating it (UIDVALIDITY now, UIDNEXT 1) if new. */
-static int open_db(struct imap_folder *f, struct str *err)
+/* Inside a transaction: UIDVALIDITY and UIDNEXT, set up first (now, 1)
+ * if the tdb is new or was never initialised. */
+static int db_init_locked(struct imap_folder *f, uint32_t *validity,
+			  uint32_t *next)
+{
+	int r = db_get(f->db, "uidvalidity", validity);
+	if (r == 1)
+		r = db_get(f->db, "uidnext", next);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	*validity = (uint32_t)time(NULL);
+	*next = 1;
+	if (db_put(f->db, "uidvalidity", *validity) != 0 ||
+	    db_put(f->db, "uidnext", 1) != 0 || db_put(f->db, "recent", 0) != 0)
+		return -1;
+	return 0;
+}
+
+/* Commit, and make sure a failed commit leaves no transaction behind:
+ * tdb does not cancel one whose final fsync failed, and its locks would
+ * then stall every other session on this folder until we exit. */
+static int db_commit(struct tdb_context *db)
+{
+	if (tdb_transaction_commit(db) == 0)
+		return 0;
+	if (tdb_transaction_active(db))
+		tdb_transaction_cancel(db);
+	return -1;
+}
+
+/* Initialise a new tdb in a transaction of its own. */
+static int db_init(struct imap_folder *f, struct str *err)
+{
+	if (tdb_transaction_start(f->db) != 0)
+		goto fail;
+	if (db_init_locked(f, &f->uidvalidity, &f->uidnext) != 0) {
+		tdb_transaction_cancel(f->db);
+		goto fail;
+	}
+	if (db_commit(f->db) != 0)
+		goto fail;
+	f->priv->db_new = false;
+	return 0;
+fail:
+	db_log(f, "initialising");
+	str_printf(err, "%s/%s: %s", f->path, IMAP_FOLDER_DB,
+		   tdb_errorstr(f->db));
+	errno = EIO;
+	return -1;
+}
+
+/* Open the tdb, creating it if missing.  A new one is initialised now,
+ * or with defer (an open, which scans next) by the transaction that gives
+ * the folder's files their UIDs: one commit (and its fsyncs), not two. */
+static int open_db(struct imap_folder *f, bool defer, struct str *err)
 {
 	struct str p = STR_INIT;
 	str_printf(&p, "%s/%s", f->path, IMAP_FOLDER_DB);
 	f->db = tdb_open(str_c(&p), DB_HASH_SIZE,
-			 TDB_DEFAULT | TDB_INCOMPATIBLE_HASH,
+			 TDB_DEFAULT | TDB_INCOMPATIBLE_HASH | TDB_DISALLOW_NESTING,
 			 O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f->db == NULL) {
 		int saved = errno ? errno : EIO;
@@ -430,48 +560,26 @@ static int open_db(struct imap_folder *f, struct str *err)
 	int r = db_get(f->db, "uidvalidity", &f->uidvalidity);
 	if (r == 1 && db_get(f->db, "uidnext", &f->uidnext) == 1)
 		return 0;
-	/* new (or never initialised): do it once, under the lock */
-	if (tdb_transaction_start(f->db) != 0)
-		goto fail;
-	r = db_get(f->db, "uidvalidity", &f->uidvalidity);
-	if (r == 1)
-		r = db_get(f->db, "uidnext", &f->uidnext);
-	if (r < 0) {
-		tdb_transaction_cancel(f->db);
-		goto fail;
-	}
-	if (r == 0) {
-		f->uidvalidity = (uint32_t)time(NULL);
+	if (defer && r >= 0) {
+		f->uidvalidity = 0;
 		f->uidnext = 1;
-		if (db_put(f->db, "uidvalidity", f->uidvalidity) != 0 ||
-		    db_put(f->db, "uidnext", 1) != 0 ||
-		    db_put(f->db, "recent", 0) != 0) {
-			tdb_transaction_cancel(f->db);
-			goto fail;
-		}
+		f->priv->db_new = true;
+		return 0;
 	}
-	if (tdb_transaction_commit(f->db) != 0)
-		goto fail;
-	return 0;
-fail:
-	db_log(f, "initialising");
-	str_printf(err, "%s/%s: %s", f->path, IMAP_FOLDER_DB,
-		   tdb_errorstr(f->db));
-	errno = EIO;
-	return -1;
+	return db_init(f, err);
 }
 
 /* Everything but the scan: for imap_folder_open and for the destination
  * of an add. */
 static int folder_init(struct imap_folder *f, const char *path, bool readonly,
-		       struct str *err)
+		       bool defer_db_init, struct str *err)
 {
 	memset(f, 0, sizeof *f);
 	f->path = xstrdup(path);
 	f->readonly = readonly;
 	f->priv = xcalloc(1, sizeof *f->priv);
 	f->priv->dir_fd[0] = f->priv->dir_fd[1] = -1;
-	if (open_dirs(f, err) != 0 || open_db(f, err) != 0)
+	if (open_dirs(f, err) != 0 || open_db(f, defer_db_init, err) != 0)
 		return -1;
 	if (keywords_load(f) != 0) {
 		str_printf(err, "%s: cannot read keywords", f->path);
@@ -629,6 +737,13 @@ static bool scan_unchanged(struct imap_folder *f)
 static int scan_lookup(struct imap_folder *f, struct scan *sc,
 		       uint32_t *recent)
 {
+	/* a tdb no one has initialised holds no UIDs: every file is
+	 * pending, and assign_uids looks each up again anyway */
+	if (f->priv->db_new) {
+		if (recent != NULL)
+			*recent = 0;
+		return 0;
+	}
 	if (tdb_lockall_read(f->db) != 0) {
 		db_log(f, "read lock");
 		return -1;
@@ -636,6 +751,8 @@ static int scan_lookup(struct imap_folder *f, struct scan *sc,
 	char key[NAME_MAX_LEN + 3];
 	int ret = 0;
 	if (recent != NULL && db_get(f->db, "recent", recent) < 0)
+		ret = -1;
+	if (ret == 0 && db_get(f->db, "uidnext", &f->priv->lookup_uidnext) < 0)
 		ret = -1;
 	for (size_t j = 0; j < sc->n && ret == 0; j++) {
 		struct scan_ent *e = &sc->e[j];
@@ -703,13 +820,25 @@ static int count_crlf_size(int dir_fd, const char *name, uint64_t *size)
 	return 0;
 }
 
-static bool has_w_size(const char *name, size_t base_len)
+/* The CRLF size from ",W=<digits>" in the base name (as delivery and
+ * add_make_name write it): true with *size, false if there is none. */
+static bool name_w_size(const char *name, size_t base_len, uint64_t *size)
 {
-	const char *p = strstr(name, ",W=");
-	return p != NULL && (size_t)(p - name) < base_len;
+	const char *end = name + base_len;
+	for (const char *p = name;
+	     (p = memmem(p, (size_t)(end - p), ",W=", 3)) != NULL; p++) {
+		const char *d = p + 3;
+		uint64_t v = 0;
+		while (d < end && *d >= '0' && *d <= '9' &&
+		       v <= (UINT64_MAX - 9) / 10)
+			v = v * 10 + (uint64_t)(*d++ - '0');
+		if (d > p + 3 && (d == end || *d == ',')) {
+			*size = v;
+			return true;
+		}
+	}
+	return false;
 }
-
-#define SIZE_UNKNOWN UINT64_MAX
 
 /* Append a scanned file to the view (its UID above every other).  A file
  * without ",W=" that moved since the scan (another session took it to
@@ -719,8 +848,8 @@ static int view_append(struct imap_folder *f, const struct scan *sc,
 {
 	const char *name = scan_name(sc, e);
 	uint64_t size = 0;
-	if (has_w_size(name, e->base_len)) {
-		size = maildir_name_size(name, 'W');
+	if (name_w_size(name, e->base_len, &size)) {
+		/* as delivery counted it */
 	} else if (count_crlf_size(f->priv->dir_fd[e->sub], name, &size) != 0) {
 		if (errno != ENOENT)
 			return -1;
@@ -803,21 +932,42 @@ static uint64_t name_time(const char *name)
 	return t;
 }
 
+/* A pending entry with its delivery time, parsed once for the sort. */
+struct delivery_key {
+	uint64_t t;
+	size_t j;		/* index into the scan */
+};
+
 /* Delivery order: the leading seconds, then the base name. */
 static int delivery_cmp(const void *a, const void *b, void *arg)
 {
 	const struct scan *sc = arg;
-	const struct scan_ent *x = &sc->e[*(const size_t *)a];
-	const struct scan_ent *y = &sc->e[*(const size_t *)b];
+	const struct delivery_key *kx = a, *ky = b;
+	if (kx->t != ky->t)
+		return kx->t < ky->t ? -1 : 1;
+	const struct scan_ent *x = &sc->e[kx->j], *y = &sc->e[ky->j];
 	const char *nx = scan_name(sc, x), *ny = scan_name(sc, y);
-	uint64_t tx = name_time(nx), ty = name_time(ny);
-	if (tx != ty)
-		return tx < ty ? -1 : 1;
 	size_t n = x->base_len < y->base_len ? x->base_len : y->base_len;
 	int c = memcmp(nx, ny, n);
 	if (c != 0)
 		return c;
 	return (int)x->base_len - (int)y->base_len;
+}
+
+/* The pending entries in delivery order, the order their UIDs follow. */
+static void sort_by_delivery(const struct scan *sc, size_t *pending, size_t n)
+{
+	if (n < 2)
+		return;
+	struct delivery_key *k = xmalloc(n * sizeof *k);
+	for (size_t j = 0; j < n; j++) {
+		k[j].t = name_time(scan_name(sc, &sc->e[pending[j]]));
+		k[j].j = pending[j];
+	}
+	qsort_r(k, n, sizeof *k, delivery_cmp, (void *)(uintptr_t)sc);
+	for (size_t j = 0; j < n; j++)
+		pending[j] = k[j].j;
+	free(k);
 }
 
 static int uid_cmp(const void *a, const void *b, void *arg)
@@ -854,9 +1004,9 @@ static bool recent_is(const struct imap_folder *f,
  * and, read-write, claim \Recent for UIDs above "recent" up to top (or
  * the highest UID handed out here): the range goes into *rc.
  */
-static int assign_uids(struct imap_folder *f, struct scan *sc,
-		       const size_t *pending, size_t n_pending, uint32_t top,
-		       struct recent_claim *rc)
+static int assign_uids_tx(struct imap_folder *f, struct scan *sc,
+			  const size_t *pending, size_t n_pending,
+			  uint32_t top, struct recent_claim *rc)
 {
 	uint32_t recent_v = 0, *recent = &recent_v;
 	uint32_t floor = max_uid(f);
@@ -865,7 +1015,9 @@ static int assign_uids(struct imap_folder *f, struct scan *sc,
 		db_log(f, "transaction start");
 		return -1;
 	}
-	uint32_t next = 0;
+	uint32_t next = 0, validity = f->uidvalidity;
+	if (f->priv->db_new && db_init_locked(f, &validity, &next) != 0)
+		goto fail;
 	if (db_get(f->db, "uidnext", &next) != 1 || next == 0 ||
 	    db_get(f->db, "recent", recent) < 0)
 		goto fail;
@@ -894,11 +1046,14 @@ static int assign_uids(struct imap_folder *f, struct scan *sc,
 		goto fail;
 	if (!f->readonly && top > *recent && db_put(f->db, "recent", top) != 0)
 		goto fail;
-	if (tdb_transaction_commit(f->db) != 0) {
+	if (db_commit(f->db) != 0) {
 		db_log(f, "transaction commit");
 		return -1;
 	}
 	f->uidnext = next;
+	f->uidvalidity = validity;
+	f->priv->db_new = false;
+	f->priv->lookup_uidnext = next;
 	if (f->readonly) {
 		rc->above = *recent;
 	} else if (top > *recent && rc->n < 2) {
@@ -910,6 +1065,52 @@ fail:
 	db_log(f, "assigning UIDs");
 	tdb_transaction_cancel(f->db);
 	return -1;
+}
+
+/* The folder tdb opened again, with extra open flags (or none). */
+static int db_reopen(struct imap_folder *f, int flags)
+{
+	struct str p = STR_INIT;
+	str_printf(&p, "%s/%s", f->path, IMAP_FOLDER_DB);
+	tdb_close(f->db);
+	f->db = tdb_open(str_c(&p), DB_HASH_SIZE,
+			 TDB_DEFAULT | TDB_INCOMPATIBLE_HASH |
+			 TDB_DISALLOW_NESTING | flags,
+			 O_RDWR | O_CLOEXEC, 0600);
+	if (f->db == NULL)
+		log_msg(LOG_ERR, "tdb_open %s: %s", str_c(&p),
+			strerror(errno ? errno : EIO));
+	str_free(&p);
+	if (f->db == NULL)
+		return -1;
+	uint32_t v = 0;
+	if (!f->priv->db_new && (db_get(f->db, "uidvalidity", &v) != 1 ||
+				 v != f->uidvalidity)) {
+		log_msg(LOG_ERR, "%s/%s: replaced while open", f->path,
+			IMAP_FOLDER_DB);
+		return -1;
+	}
+	return 0;
+}
+
+/* Many UIDs at once (the first open of a big folder): the transaction's
+ * commit writes with pwrite instead of through the map, which costs a
+ * page fault per page written and, at the fsync, a TLB shootdown to write-
+ * protect them again; about half the commit's time.  Only while opening,
+ * where a failure to open the tdb again just fails the open. */
+#define BIG_ASSIGN 1024
+
+static int assign_uids(struct imap_folder *f, struct scan *sc,
+		       const size_t *pending, size_t n_pending, uint32_t top,
+		       struct recent_claim *rc)
+{
+	bool big = f->priv->opening && n_pending >= BIG_ASSIGN;
+	if (big && db_reopen(f, TDB_NOMMAP) != 0)
+		return -1;
+	int ret = assign_uids_tx(f, sc, pending, n_pending, top, rc);
+	if (big && db_reopen(f, 0) != 0)
+		ret = -1;
+	return ret;
 }
 
 /* Read-write: move the view's files from index from on out of new/ into
@@ -947,6 +1148,406 @@ static void move_new_to_cur(struct imap_folder *f, size_t from)
 		fsync_fd(f->path, "cur", f->priv->dir_fd[SUB_CUR]);
 		fsync_fd(f->path, "new", f->priv->dir_fd[SUB_NEW]);
 	}
+}
+
+/* ---- the snapshot ---- */
+
+/*
+ * A SELECT of a big folder that nothing changed since the last one need
+ * not read the directories and look up every name again: the view an
+ * open built is kept in <folder>/sockmail-snapshot (UID, size and name of
+ * every message, the directories' mtimes, when the scan began, and the
+ * folder tdb's UIDVALIDITY, UIDNEXT and identity).  It is only an
+ * accelerator, trusted when
+ *   - both directories' mtimes are still those it was taken at, and it
+ *     was taken SNAPSHOT_SLACK_NS after the later one (a change in the
+ *     same clock tick as the mtime would not have moved it),
+ *   - the folder tdb is the same file with the same UIDVALIDITY and
+ *     UIDNEXT (no UID assigned since: every UID in it is one the folder
+ *     tdb still gives the same file), and
+ *   - the file is whole (checksum) and sane (UIDs ascending and below
+ *     UIDNEXT, names within bounds).
+ * Otherwise the folder is scanned as always, and the view of a scan that
+ * can be trusted later becomes the new snapshot when the folder is closed
+ * (after the client's last answer; only if the directories and UIDNEXT
+ * are still as the scan found them).
+ *
+ * A file, not a tdb record: it is mapped privately and the names in it
+ * become the view's name arena as they are (page cache pages, copied only
+ * when written), where a tdb record would be copied into fresh memory, a
+ * page fault per page; that copy was most of the cost of such a SELECT.
+ * It is written to a name of its own and renamed into place, never
+ * changed once there (a mapping must not see it change), and not synced:
+ * a crash may lose it or leave it torn, which the checksum catches.
+ */
+
+#define SNAP_FILE "sockmail-snapshot"
+#define SNAP_MAGIC "SMSNAP1"		/* 8 octets with the NUL */
+#define SNAP_HDR 72
+#define SNAP_ENT 16			/* uid, name offset | new/, size */
+#define SNAP_IN_NEW 0x80000000u
+#define SNAP_MAX_BYTES ((size_t)IMAP_FOLDER_MAX_MESSAGES * \
+			(SNAP_ENT + NAME_MAX_LEN + 1) + SNAP_HDR)
+#define SNAPSHOT_SLACK_NS 2000000000LL
+#define SNAPSHOT_MIN 256		/* messages: fewer are scanned fast */
+
+struct snap_hdr {
+	uint32_t uidvalidity, uidnext;
+	uint64_t db_dev, db_ino;
+	int64_t mtime[2];		/* new/, cur/ */
+	int64_t taken;			/* when the scan began */
+	uint32_t count, names_len;
+};
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static uint64_t rotl64(uint64_t x, int r)
+{
+	return x << r | x >> (64 - r);
+}
+
+/* A checksum against torn or stale bytes (not against malice: the file
+ * is the user's own): four multiply-xorshift lanes over 8-octet words. */
+static uint64_t snap_sum(uint64_t seed, const unsigned char *p, size_t len)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ULL;
+	uint64_t l[4] = { seed, seed ^ 0x243f6a8885a308d3ULL,
+			  seed ^ 0x13198a2e03707344ULL,
+			  seed ^ 0xa4093822299f31d0ULL };
+	size_t j = 0;
+	for (; j + 32 <= len; j += 32) {
+		for (int q = 0; q < 4; q++) {
+			uint64_t w;
+			memcpy(&w, p + j + 8 * q, 8);
+			l[q] = (l[q] ^ w) * k;
+			l[q] ^= l[q] >> 29;
+		}
+	}
+	uint64_t h = l[0] ^ rotl64(l[1], 17) ^ rotl64(l[2], 31) ^
+		     rotl64(l[3], 47) ^ (uint64_t)len;
+	for (; j < len; j++)
+		h = (h ^ p[j]) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static void snap_hdr_encode(unsigned char *p, const struct snap_hdr *h)
+{
+	memcpy(p, SNAP_MAGIC, 8);
+	put_le64(p + 8, 0);		/* the checksum, filled in later */
+	put_le32(p + 16, h->uidvalidity);
+	put_le32(p + 20, h->uidnext);
+	put_le64(p + 24, h->db_dev);
+	put_le64(p + 32, h->db_ino);
+	put_le64(p + 40, (uint64_t)h->mtime[0]);
+	put_le64(p + 48, (uint64_t)h->mtime[1]);
+	put_le64(p + 56, (uint64_t)h->taken);
+	put_le32(p + 64, h->count);
+	put_le32(p + 68, h->names_len);
+}
+
+static void snap_hdr_decode(const unsigned char *p, struct snap_hdr *h)
+{
+	h->uidvalidity = get_le32(p + 16);
+	h->uidnext = get_le32(p + 20);
+	h->db_dev = get_le64(p + 24);
+	h->db_ino = get_le64(p + 32);
+	h->mtime[0] = (int64_t)get_le64(p + 40);
+	h->mtime[1] = (int64_t)get_le64(p + 48);
+	h->taken = (int64_t)get_le64(p + 56);
+	h->count = get_le32(p + 64);
+	h->names_len = get_le32(p + 68);
+}
+
+/* The checksum of the three parts: the header after the checksum field,
+ * the entries, the names. */
+static uint64_t snap_record_sum(const unsigned char *hdr,
+				const unsigned char *ents, size_t ents_len,
+				const unsigned char *names, size_t names_len)
+{
+	uint64_t h = snap_sum(1, hdr + 16, SNAP_HDR - 16);
+	h = snap_sum(h, ents, ents_len);
+	return snap_sum(h, names, names_len);
+}
+
+/* Where the folder stands now, for taking or checking a snapshot. */
+static int snap_current(struct imap_folder *f, int64_t mtime[2],
+			uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+	for (int k = 0; k < 2; k++) {
+		if (fstat(f->priv->dir_fd[k], &st) != 0)
+			return -1;
+		mtime[k] = ts_ns(&st.st_mtim);
+	}
+	if (fstat(tdb_fd(f->db), &st) != 0)
+		return -1;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+static bool snap_old_enough(const int64_t mtime[2], int64_t taken)
+{
+	int64_t later = mtime[0] > mtime[1] ? mtime[0] : mtime[1];
+	return taken - later >= SNAPSHOT_SLACK_NS;
+}
+
+/* The snapshot file mapped privately: *len octets, or NULL. */
+static unsigned char *snap_map(struct imap_folder *f, size_t *len)
+{
+	struct str p = STR_INIT;
+	str_printf(&p, "%s/%s", f->path, SNAP_FILE);
+	int fd = open(str_c(&p), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	str_free(&p);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	void *map = MAP_FAILED;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size >= SNAP_HDR && (uint64_t)st.st_size <= SNAP_MAX_BYTES) {
+		*len = (size_t)st.st_size;
+		/* writable: the view renames in place; copy on write */
+		map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+			   0);
+	}
+	close(fd);
+	return map == MAP_FAILED ? NULL : map;
+}
+
+/* Check a mapped snapshot against want (what the folder says now) and
+ * build the view from it: the entries into f->msgs, the names mapped as
+ * they are as the arena.  False (f untouched) if it cannot be trusted. */
+static bool snap_to_view(struct imap_folder *f, const unsigned char *p,
+			 size_t len, const struct snap_hdr *want,
+			 int64_t *taken)
+{
+	struct snap_hdr h;
+	if (memcmp(p, SNAP_MAGIC, 8) != 0)
+		return false;
+	snap_hdr_decode(p, &h);
+	size_t ents_len = (size_t)h.count * SNAP_ENT;
+	if (h.count == 0 || h.count > IMAP_FOLDER_MAX_MESSAGES ||
+	    h.names_len == 0 || len != SNAP_HDR + ents_len + h.names_len)
+		return false;
+	const unsigned char *ents = p + SNAP_HDR, *names = ents + ents_len;
+	if (h.uidvalidity != want->uidvalidity ||
+	    h.uidnext != want->uidnext || h.db_dev != want->db_dev ||
+	    h.db_ino != want->db_ino || h.mtime[0] != want->mtime[0] ||
+	    h.mtime[1] != want->mtime[1] || !snap_old_enough(h.mtime, h.taken)
+	    || names[h.names_len - 1] != '\0' ||
+	    get_le64(p + 8) != snap_record_sum(p, ents, ents_len, names,
+					       h.names_len))
+		return false;
+	struct imap_msg *msgs = xmalloc((size_t)h.count * sizeof *msgs);
+	size_t used = 0;
+	uint32_t last = 0;
+	for (uint32_t j = 0; j < h.count; j++) {
+		const unsigned char *q = ents + (size_t)j * SNAP_ENT;
+		uint32_t uid = get_le32(q), off = get_le32(q + 4);
+		struct imap_msg *m = &msgs[j];
+		memset(m, 0, sizeof *m);
+		m->uid = uid;
+		m->size = get_le64(q + 8);
+		m->state = (off & SNAP_IN_NEW) ? IMAP_MSG_NEW_DIR : 0;
+		off &= ~SNAP_IN_NEW;
+		m->name = off;
+		const char *name = (const char *)names + off;
+		size_t nl = off < h.names_len ?
+			    strnlen(name, h.names_len - off) : 0;
+		if (uid <= last || uid >= h.uidnext || nl == 0 ||
+		    nl > NAME_MAX_LEN || name[0] == '.' ||
+		    memchr(name, '/', nl) != NULL || m->size == SIZE_UNKNOWN) {
+			free(msgs);
+			return false;
+		}
+		parse_info(name, nl, base_length(name, nl), &m->flags,
+			   &m->keywords);
+		used += nl + 1;
+		last = uid;
+	}
+	free(f->msgs);
+	f->msgs = msgs;
+	f->count = f->cap = h.count;
+	f->arena = (char *)(uintptr_t)names;
+	f->arena_len = f->arena_cap = h.names_len;
+	f->priv->arena_garbage = h.names_len - used;
+	*taken = h.taken;
+	return true;
+}
+
+/* \Recent for a view that came from the snapshot, as sync_pass gives it
+ * to scanned files: read-write, claim what no session has claimed. */
+static int snap_claim_recent(struct imap_folder *f, uint32_t recent)
+{
+	struct recent_claim rc;
+	memset(&rc, 0, sizeof rc);
+	rc.above = recent;
+	uint32_t top = max_uid(f);
+	if (!f->readonly && top > recent &&
+	    assign_uids(f, NULL, NULL, 0, top, &rc) != 0)
+		return -1;
+	for (size_t i = 0; i < f->count; i++) {
+		if (recent_is(f, &rc, f->msgs[i].uid)) {
+			f->msgs[i].flags |= IMAP_FLAG_RECENT;
+			f->recent++;
+		}
+	}
+	return 0;
+}
+
+/*
+ * At open: the view from the snapshot if it can be trusted (true), or
+ * false with the view still empty, to be scanned.
+ */
+static bool open_from_snapshot(struct imap_folder *f)
+{
+	struct imap_folder_private *p = f->priv;
+	struct snap_hdr want = { .uidvalidity = f->uidvalidity };
+	if (p->db_new ||
+	    snap_current(f, want.mtime, &want.db_dev, &want.db_ino) != 0 ||
+	    !snap_old_enough(want.mtime, now_ns()))
+		return false;
+	size_t len = 0;
+	unsigned char *map = snap_map(f, &len);
+	if (map == NULL)
+		return false;
+	/* UIDNEXT and the \Recent mark as they are now, read together */
+	uint32_t recent = 0;
+	int r = -1;
+	if (tdb_lockall_read(f->db) == 0) {
+		r = db_get(f->db, "uidnext", &want.uidnext);
+		if (r == 1 && db_get(f->db, "recent", &recent) != 1)
+			r = -1;
+		tdb_unlockall_read(f->db);
+	}
+	int64_t taken = 0;
+	if (r != 1 || !snap_to_view(f, map, len, &want, &taken)) {
+		munmap(map, len);
+		return false;
+	}
+	p->map = map;
+	p->map_len = len;
+	p->snap_used = true;
+	/* as if the snapshot's scan had been ours */
+	p->scanned = true;
+	p->scan_start = taken;
+	p->scan_mtime[0] = want.mtime[0];
+	p->scan_mtime[1] = want.mtime[1];
+	f->uidnext = p->lookup_uidnext = want.uidnext;
+	if (snap_claim_recent(f, recent) != 0) {
+		/* nothing claimed, as when a scan cannot assign */
+		f->recent = 0;
+		for (size_t i = 0; i < f->count; i++)
+			f->msgs[i].flags &= (uint8_t)~IMAP_FLAG_RECENT;
+	}
+	if (!f->readonly)
+		move_new_to_cur(f, 0);
+	return true;
+}
+
+/* After an open that scanned: remember whether its view may become the
+ * snapshot (the scan began long enough after the directories' last
+ * change), with what the save must find unchanged. */
+static void snapshot_note(struct imap_folder *f)
+{
+	struct imap_folder_private *p = f->priv;
+	p->snap_candidate = !p->snap_used && p->scanned &&
+			    f->count >= SNAPSHOT_MIN &&
+			    snap_old_enough(p->scan_mtime, p->scan_start);
+	p->snap_taken = p->scan_start;
+	p->snap_mtime[0] = p->scan_mtime[0];
+	p->snap_mtime[1] = p->scan_mtime[1];
+	p->snap_uidnext = p->lookup_uidnext;
+}
+
+static int write_all(int fd, const char *buf, size_t len);
+
+/* Write the snapshot under a name of its own and rename it into place. */
+static void snap_write(struct imap_folder *f, const unsigned char *hdr,
+		       const unsigned char *ents, size_t ents_len)
+{
+	struct str tmp = STR_INIT, dst = STR_INIT;
+	/* a name no other writer has: the inode is written by us alone */
+	str_printf(&tmp, "%s/%s.tmp.%ld.%" PRId64, f->path, SNAP_FILE,
+		   (long)getpid(), now_ns());
+	str_printf(&dst, "%s/%s", f->path, SNAP_FILE);
+	int fd = open(str_c(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+		      O_NOFOLLOW, 0600);
+	bool ok = fd >= 0 &&
+		  write_all(fd, (const char *)hdr, SNAP_HDR) == 0 &&
+		  write_all(fd, (const char *)ents, ents_len) == 0 &&
+		  write_all(fd, f->arena, f->arena_len) == 0;
+	int saved = errno;
+	if (fd >= 0 && close(fd) != 0 && ok) {
+		saved = errno;
+		ok = false;
+	}
+	if (ok && rename(str_c(&tmp), str_c(&dst)) != 0) {
+		saved = errno;
+		ok = false;
+	}
+	if (!ok) {
+		/* only an accelerator: the next open scans */
+		log_msg(LOG_NOTICE, "%s: %s", str_c(&dst), strerror(saved));
+		if (fd >= 0)
+			unlink(str_c(&tmp));
+	}
+	str_free(&tmp);
+	str_free(&dst);
+}
+
+/* When the folder is closed: keep the open's view as the snapshot if the
+ * disk is still as the open's scan found it (our own flag changes and
+ * moves from new/ change the mtimes too) and nobody assigned a UID. */
+static void snapshot_save(struct imap_folder *f)
+{
+	struct imap_folder_private *p = f->priv;
+	if (!p->snap_candidate || f->db == NULL ||
+	    f->arena_len >= SNAP_IN_NEW)
+		return;
+	p->snap_candidate = false;
+	struct snap_hdr h = { .uidvalidity = f->uidvalidity,
+			      .uidnext = p->snap_uidnext, .taken = p->snap_taken,
+			      .count = (uint32_t)f->count,
+			      .names_len = (uint32_t)f->arena_len };
+	uint32_t next = 0;
+	if (snap_current(f, h.mtime, &h.db_dev, &h.db_ino) != 0 ||
+	    h.mtime[0] != p->snap_mtime[0] || h.mtime[1] != p->snap_mtime[1] ||
+	    db_get(f->db, "uidnext", &next) != 1 || next != p->snap_uidnext)
+		return;
+	size_t ents_len = f->count * SNAP_ENT;
+	unsigned char *ents = xmalloc(ents_len);
+	bool ok = true;
+	for (size_t i = 0; i < f->count && ok; i++) {
+		const struct imap_msg *m = &f->msgs[i];
+		unsigned char *q = ents + i * SNAP_ENT;
+		ok = !(m->state & IMAP_MSG_GONE) && m->size != SIZE_UNKNOWN &&
+		     m->uid < next;
+		put_le32(q, m->uid);
+		put_le32(q + 4, m->name |
+			 ((m->state & IMAP_MSG_NEW_DIR) ? SNAP_IN_NEW : 0));
+		put_le64(q + 8, m->size);
+	}
+	unsigned char hdr[SNAP_HDR];
+	snap_hdr_encode(hdr, &h);
+	put_le64(hdr + 8, snap_record_sum(hdr, ents, ents_len,
+					  (const unsigned char *)f->arena,
+					  f->arena_len));
+	if (ok)
+		snap_write(f, hdr, ents, ents_len);
+	free(ents);
 }
 
 /* ---- the sync: open and update ---- */
@@ -1171,7 +1772,7 @@ static int sync_append(struct imap_folder *f, struct sync_state *st,
 	bool adopt = f->count == 0 && f->arena_len == 0 && st->n_fresh > 0 &&
 		     st->sc.names.len < UINT32_MAX;
 	if (adopt) {
-		free(f->arena);
+		arena_free(f);
 		f->arena = st->sc.names.data;
 		f->arena_len = st->sc.names.len;
 		f->arena_cap = st->sc.names.cap;
@@ -1180,8 +1781,7 @@ static int sync_append(struct imap_folder *f, struct sync_state *st,
 		st->sc.names.data = f->arena;
 	} else if (f->arena_len + bytes > f->arena_cap &&
 		   f->arena_len + bytes < UINT32_MAX) {
-		f->arena_cap = f->arena_len + bytes + f->arena_len / 4 + 4096;
-		f->arena = xrealloc(f->arena, f->arena_cap);
+		arena_grow(f, f->arena_len + bytes + f->arena_len / 4 + 4096);
 	}
 	int ret = 0;
 	for (size_t j = 0; j < st->n_fresh && ret == 0; j++) {
@@ -1251,8 +1851,7 @@ static int sync_pass(struct imap_folder *f, struct sync_state *st,
 	if (f->readonly)
 		rc->above = recent;
 	if (st->n_pending > 0 || (!f->readonly && top > recent)) {
-		qsort_r(st->pending, st->n_pending, sizeof *st->pending,
-			delivery_cmp, &st->sc);
+		sort_by_delivery(&st->sc, st->pending, st->n_pending);
 		if (assign_uids(f, &st->sc, st->pending, st->n_pending, top,
 				rc) != 0)
 			return -2;
@@ -1295,6 +1894,10 @@ static int sync_scan(struct imap_folder *f, uint8_t **marks, size_t *n_old)
 		r = sync_pass(f, &st, &rc, false);
 	}
 	int ret = r == 0 ? 0 : -1;
+	if (f->db == NULL) {		/* lost in db_reopen: give up */
+		sync_state_reset(&st);
+		return -1;
+	}
 	if (r == -2)
 		rc.n = 0, rc.above = UINT32_MAX;	/* nothing claimed */
 	if (r >= 0 || r == -2) {
@@ -1319,17 +1922,24 @@ static int sync_scan(struct imap_folder *f, uint8_t **marks, size_t *n_old)
 int imap_folder_open(struct imap_folder *f, const char *path, bool readonly,
 		     struct str *err)
 {
-	if (folder_init(f, path, readonly, err) != 0)
+	if (folder_init(f, path, readonly, true, err) != 0)
 		goto fail;
 	uint8_t *marks = NULL;
 	size_t n_old;
-	int ret = sync_scan(f, &marks, &n_old);
+	f->priv->opening = true;
+	int ret = open_from_snapshot(f) ? 0 : sync_scan(f, &marks, &n_old);
+	f->priv->opening = false;
 	free(marks);
 	if (ret != 0) {
 		str_printf(err, "%s: cannot list the folder", path);
 		errno = EIO;
 		goto fail;
 	}
+	/* a new tdb that no UID assignment initialised (nothing to assign) */
+	if (f->priv->db_new && db_init(f, err) != 0)
+		goto fail;
+	cache_check_size(f);
+	snapshot_note(f);
 	f->exists_reported = f->count;
 	f->recent_reported = f->recent;
 	return 0;
@@ -1340,12 +1950,19 @@ fail:;
 	return -1;
 }
 
+
 void imap_folder_close(struct imap_folder *f)
 {
+	if (f->priv != NULL)
+		snapshot_save(f);
+	imap_folder_cache_flush(f);
+	if (f->priv != NULL)
+		batch_clear(&f->priv->batch);
 	if (f->db != NULL)
 		tdb_close(f->db);
 	if (f->cache != NULL)
 		tdb_close(f->cache);
+	arena_free(f);
 	if (f->priv != NULL) {
 		for (int k = 0; k < 2; k++)
 			if (f->priv->dir_fd[k] >= 0)
@@ -1354,7 +1971,6 @@ void imap_folder_close(struct imap_folder *f)
 	}
 	keywords_free(f);
 	free(f->msgs);
-	free(f->arena);
 	free(f->path);
 	memset(f, 0, sizeof *f);
 }
@@ -1394,6 +2010,8 @@ int imap_folder_update(struct imap_folder *f, struct stream *io,
 	int ret = 0;
 	uint8_t *marks = NULL;
 	size_t n_old = 0;
+	/* the end of a command: no cache lock may outlive it */
+	imap_folder_cache_flush(f);
 	if (!scan_unchanged(f))
 		ret = sync_scan(f, &marks, &n_old);
 	if (io != NULL && f->n_keywords != f->priv->keywords_reported) {
@@ -1590,7 +2208,7 @@ int imap_folder_flag(struct imap_folder *f, const char *name, bool create,
 			errno = saved;
 			return -1;
 		}
-		if (tdb_transaction_commit(f->db) != 0) {
+		if (db_commit(f->db) != 0) {
 			db_log(f, "storing keywords");
 			keywords_load(f);
 			errno = EIO;
@@ -1696,11 +2314,12 @@ static void forget_uids(struct imap_folder *f, const size_t *idx, size_t n)
 			return;
 		}
 	}
-	if (tdb_transaction_commit(f->db) != 0)
+	if (db_commit(f->db) != 0)
 		db_log(f, "deleting UIDs");
 }
 
-static void cache_forget(struct imap_folder *f, uint32_t uid);
+static void cache_forget(struct imap_folder *f, const uint32_t *uids,
+			 size_t n);
 
 long imap_folder_expunge(struct imap_folder *f, struct stream *io,
 			 const struct imap_seqset *uids, bool only_deleted)
@@ -1745,8 +2364,11 @@ long imap_folder_expunge(struct imap_folder *f, struct stream *io,
 		    fsync_fd(f->path, sub_name[k], f->priv->dir_fd[k]) != 0)
 			ret = -1;
 	forget_uids(f, done, n_done);
-	for (size_t j = 0; j < n_done && f->cache != NULL; j++)
-		cache_forget(f, f->msgs[done[j]].uid);
+	uint32_t *gone = xmalloc((n_done + 1) * sizeof *gone);
+	for (size_t j = 0; j < n_done; j++)
+		gone[j] = f->msgs[done[j]].uid;
+	cache_forget(f, gone, n_done);
+	free(gone);
 	free(done);
 	free(set.r);
 	size_t n = view_drop_gone(f, io);
@@ -1784,7 +2406,7 @@ int imap_folder_add_begin(struct imap_folder_add *a, struct imap_folder *sel,
 		a->folder = sel;
 	} else {
 		a->folder = &a->own;
-		if (folder_init(&a->own, path, true, err) != 0) {
+		if (folder_init(&a->own, path, true, false, err) != 0) {
 			int saved = errno;
 			add_cleanup(a);
 			errno = saved;
@@ -1817,6 +2439,33 @@ int imap_folder_add_begin(struct imap_folder_add *a, struct imap_folder *sel,
 	return 0;
 }
 
+/*
+ * Make what this add has done so far durable and go on in a new
+ * transaction.  Done right after a keyword is created, before any file
+ * naming it is linked: otherwise a crash before the commit would leave a
+ * file in cur/ whose keyword letter names nothing (or, later, a keyword
+ * it never had).
+ */
+static int add_checkpoint(struct imap_folder_add *a)
+{
+	struct imap_folder *f = a->folder;
+	if (a->n > 0 &&
+	    (fsync_fd(f->path, "cur", f->priv->dir_fd[SUB_CUR]) != 0 ||
+	     db_put(f->db, "uidnext", a->first_uid + a->n) != 0))
+		return -1;
+	a->in_transaction = false;
+	if (db_commit(f->db) != 0) {
+		db_log(f, "transaction commit");
+		return -1;
+	}
+	if (tdb_transaction_start(f->db) != 0) {
+		db_log(f, "transaction start");
+		return -1;
+	}
+	a->in_transaction = true;
+	return 0;
+}
+
 /* The added file's name: a fresh unique base with its sizes, then the
  * info with the flags and the keywords of the destination's table. */
 static int add_make_name(struct imap_folder_add *a, uint64_t disk,
@@ -1829,13 +2478,14 @@ static int add_make_name(struct imap_folder_add *a, uint64_t disk,
 	for (size_t j = 0; j < n_keywords; j++) {
 		if (!keyword_valid(keywords[j]))
 			continue;
+		bool known = keyword_find(f, keywords[j]) >= 0;
 		int k = keyword_get_locked(f, keywords[j]);
 		if (k < 0 && errno == EMLINK) {
 			log_msg(LOG_WARNING, "%s: keyword table full, %s "
 				"dropped", f->path, keywords[j]);
 			continue;
 		}
-		if (k < 0)
+		if (k < 0 || (!known && add_checkpoint(a) != 0))
 			return -1;
 		kw |= 1u << k;
 	}
@@ -2057,8 +2707,7 @@ int imap_folder_add_commit(struct imap_folder_add *a, uint32_t *uidvalidity)
 			goto fail;
 		}
 	}
-	if (tdb_transaction_commit(f->db) != 0) {
-		/* tdb has cancelled it */
+	if (db_commit(f->db) != 0) {
 		db_log(f, "transaction commit");
 		a->in_transaction = false;
 		goto fail;
@@ -2078,17 +2727,144 @@ fail:
 
 /* ---- the cache ---- */
 
+/*
+ * Reads during a command share one tdb_lockall_read, taken by the first
+ * imap_folder_cache_get and held until imap_folder_cache_flush, so that a
+ * FETCH over many messages costs no fcntl calls per message.  Puts are
+ * collected in memory (found again by cache_get) and written in batches
+ * under one tdb_lockall.  Writers never wait for the lock: a session
+ * holding the read lock may sit blocked on a slow client, and a cache
+ * write that cannot be done now is simply not done (it is only a cache).
+ */
+
 #define CACHE_VALUE_MAX (4 * 1024 * 1024)
 #define CACHE_MAX_RESETS 2
+#define CACHE_BATCH_BYTES (256 * 1024)	/* write the batch beyond this */
+#define CACHE_BATCH_MAX 4096		/* ... or this many values */
+#define CACHE_LOCK_TRIES 5		/* for the write lock, then drop */
+#define CACHE_LOCK_WAIT_US 2000
+/* Chains longer than this on average: the cache is made again, bigger. */
+#define CACHE_MAX_LOAD 4
+
+static const unsigned cache_hash_sizes[] = {
+	1009, 2003, 4001, 8009, 16001, 32003, 64007, 128021, 256019
+};
+
+/* A prime about the number of messages: one or two records per chain. */
+static unsigned cache_hash_size(size_t count)
+{
+	size_t n = sizeof cache_hash_sizes / sizeof cache_hash_sizes[0];
+	for (size_t j = 0; j < n; j++)
+		if (cache_hash_sizes[j] >= count)
+			return cache_hash_sizes[j];
+	return cache_hash_sizes[n - 1];
+}
+
+static void cache_key(unsigned char key[5], uint32_t uid, char field)
+{
+	key[0] = (unsigned char)field;
+	key[1] = (unsigned char)(uid >> 24);
+	key[2] = (unsigned char)(uid >> 16);
+	key[3] = (unsigned char)(uid >> 8);
+	key[4] = (unsigned char)uid;
+}
+
+/* ---- the batch of values put and not yet written ---- */
+
+static void batch_clear(struct cache_batch *b)
+{
+	str_free(&b->data);
+	free(b->e);
+	free(b->slot);
+	memset(b, 0, sizeof *b);
+}
+
+static size_t batch_hash(uint32_t uid, char field, size_t slots)
+{
+	uint32_t h = (uid ^ ((uint32_t)(unsigned char)field << 24)) *
+		     2654435761u;
+	return (size_t)h & (slots - 1);
+}
+
+/* The index of (uid, field) in the batch, or -1. */
+static long batch_find(const struct cache_batch *b, uint32_t uid, char field)
+{
+	if (b->n == 0)
+		return -1;
+	for (size_t s = batch_hash(uid, field, b->slots);; s = (s + 1) &
+							    (b->slots - 1)) {
+		uint32_t j = b->slot[s];
+		if (j == 0)
+			return -1;
+		const struct cache_ent *e = &b->e[j - 1];
+		if (e->uid == uid && e->field == field)
+			return (long)j - 1;
+	}
+}
+
+static void batch_rehash(struct cache_batch *b)
+{
+	free(b->slot);
+	b->slots = b->slots ? b->slots * 2 : 256;
+	b->slot = xcalloc(b->slots, sizeof *b->slot);
+	for (size_t j = 0; j < b->n; j++) {
+		size_t s = batch_hash(b->e[j].uid, b->e[j].field, b->slots);
+		while (b->slot[s] != 0)
+			s = (s + 1) & (b->slots - 1);
+		b->slot[s] = (uint32_t)j + 1;
+	}
+}
+
+static void batch_add(struct cache_batch *b, uint32_t uid, char field,
+		      const char *data, size_t len)
+{
+	long found = batch_find(b, uid, field);
+	struct cache_ent *e;
+	if (found >= 0) {
+		e = &b->e[found];	/* the old value stays as garbage */
+	} else {
+		if (b->n == b->cap) {
+			b->cap = b->cap ? b->cap * 2 : 64;
+			b->e = xrealloc(b->e, b->cap * sizeof *b->e);
+		}
+		e = &b->e[b->n++];
+		e->uid = uid;
+		e->field = field;
+		if (2 * b->n > b->slots) {
+			batch_rehash(b);
+		} else {
+			size_t s = batch_hash(uid, field, b->slots);
+			while (b->slot[s] != 0)
+				s = (s + 1) & (b->slots - 1);
+			b->slot[s] = (uint32_t)b->n;
+		}
+	}
+	e->off = b->data.len;
+	e->len = len;
+	str_append_n(&b->data, data, len);
+}
+
+/* ---- opening, locking, writing ---- */
+
+static void cache_unlock_read(struct imap_folder *f)
+{
+	if (f->priv != NULL && f->priv->cache_read_locked) {
+		if (f->cache != NULL)
+			tdb_unlockall_read(f->cache);
+		f->priv->cache_read_locked = false;
+	}
+}
 
 /* A cache that failed: close it and delete the file, so that the next
  * use starts a fresh one (only a few times per session). */
 static void cache_reset(struct imap_folder *f)
 {
 	if (f->cache != NULL) {
-		tdb_close(f->cache);
+		tdb_close(f->cache);	/* drops its locks */
 		f->cache = NULL;
 	}
+	f->priv->cache_read_locked = false;
+	batch_clear(&f->priv->batch);
 	struct str p = STR_INIT;
 	str_printf(&p, "%s/%s", f->path, IMAP_CACHE_DB);
 	if (unlink(str_c(&p)) != 0 && errno != ENOENT)
@@ -2098,17 +2874,21 @@ static void cache_reset(struct imap_folder *f)
 	f->priv->cache_resets++;
 }
 
+/* The cache, opened (created if missing) and checked against the
+ * folder's UIDVALIDITY; a big folder gets a bigger hash table. */
 static struct tdb_context *cache_open(struct imap_folder *f)
 {
-	if (f->cache != NULL)
+	if (f->cache != NULL && f->priv->cache_validity == f->uidvalidity)
 		return f->cache;
+	if (f->cache != NULL)	/* checked against another UIDVALIDITY */
+		cache_reset(f);
 	if (f->priv == NULL || f->priv->cache_resets > CACHE_MAX_RESETS)
 		return NULL;
 	struct str p = STR_INIT;
 	str_printf(&p, "%s/%s", f->path, IMAP_CACHE_DB);
 	while (f->cache == NULL &&
 	       f->priv->cache_resets <= CACHE_MAX_RESETS) {
-		f->cache = tdb_open(str_c(&p), CACHE_HASH_SIZE,
+		f->cache = tdb_open(str_c(&p), (int)cache_hash_size(f->count),
 				    TDB_NOSYNC | TDB_INCOMPATIBLE_HASH,
 				    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (f->cache == NULL) {
@@ -2132,23 +2912,17 @@ static struct tdb_context *cache_open(struct imap_folder *f)
 			cache_reset(f);
 	}
 	str_free(&p);
+	f->priv->cache_validity = f->uidvalidity;
 	return f->cache;
 }
 
-static void cache_key(unsigned char key[5], uint32_t uid, char field)
+/* A cache made for far fewer messages than the folder has now: start a
+ * bigger one (its contents are rebuilt by the next FETCH). */
+static void cache_check_size(struct imap_folder *f)
 {
-	key[0] = (unsigned char)field;
-	key[1] = (unsigned char)(uid >> 24);
-	key[2] = (unsigned char)(uid >> 16);
-	key[3] = (unsigned char)(uid >> 8);
-	key[4] = (unsigned char)uid;
-}
-
-static int cache_append_cb(TDB_DATA key, TDB_DATA data, void *priv)
-{
-	(void)key;
-	str_append_n(priv, data.dptr, data.dsize);
-	return 0;
+	if (f->cache != NULL && f->count > (size_t)CACHE_MAX_LOAD *
+	    (size_t)tdb_hash_size(f->cache) && f->count > cache_hash_sizes[0])
+		cache_reset(f);
 }
 
 /* A failed operation on an existing cache: drop it if it is broken. */
@@ -2162,12 +2936,77 @@ static void cache_failed(struct imap_folder *f)
 	}
 }
 
+/* The write lock on the whole cache, without waiting long: another
+ * session may hold the read lock for as long as its client is slow. */
+static bool cache_lock_write(struct imap_folder *f)
+{
+	cache_unlock_read(f);
+	for (int tries = 0; tries < CACHE_LOCK_TRIES; tries++) {
+		if (tries > 0)
+			usleep(CACHE_LOCK_WAIT_US);
+		if (tdb_lockall_nonblock(f->cache) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Write the batch in one locked pass (or drop it: the cache is busy). */
+static void cache_write_batch(struct imap_folder *f)
+{
+	struct cache_batch *b = &f->priv->batch;
+	if (b->n == 0 || f->cache == NULL || !cache_lock_write(f)) {
+		batch_clear(b);
+		return;
+	}
+	bool failed = false;
+	for (size_t j = 0; j < b->n && !failed; j++) {
+		unsigned char key[5];
+		cache_key(key, b->e[j].uid, b->e[j].field);
+		TDB_DATA k = { key, 5 };
+		TDB_DATA d = { (unsigned char *)b->data.data + b->e[j].off,
+			       b->e[j].len };
+		failed = tdb_store(f->cache, k, d, TDB_REPLACE) != 0;
+	}
+	if (failed)
+		log_msg(LOG_WARNING, "%s/%s: %s", f->path, IMAP_CACHE_DB,
+			tdb_errorstr(f->cache));
+	tdb_unlockall(f->cache);
+	if (failed)
+		cache_failed(f);
+	batch_clear(b);
+}
+
+void imap_folder_cache_flush(struct imap_folder *f)
+{
+	if (f->priv == NULL)
+		return;
+	cache_write_batch(f);
+	cache_unlock_read(f);
+}
+
+static int cache_append_cb(TDB_DATA key, TDB_DATA data, void *priv)
+{
+	(void)key;
+	str_append_n(priv, data.dptr, data.dsize);
+	return 0;
+}
+
 bool imap_folder_cache_get(struct imap_folder *f, uint32_t uid, char field,
 			   struct str *out)
 {
 	struct tdb_context *db = cache_open(f);
 	if (db == NULL)
 		return false;
+	struct cache_batch *b = &f->priv->batch;
+	long j = batch_find(b, uid, field);
+	if (j >= 0) {
+		str_append_n(out, b->data.data + b->e[j].off, b->e[j].len);
+		return true;
+	}
+	/* one read lock for the rest of the command; if it cannot be had,
+	 * tdb locks each record itself */
+	if (!f->priv->cache_read_locked && tdb_lockall_read(db) == 0)
+		f->priv->cache_read_locked = true;
 	unsigned char key[5];
 	cache_key(key, uid, field);
 	TDB_DATA k = { key, 5 };
@@ -2183,26 +3022,30 @@ bool imap_folder_cache_get(struct imap_folder *f, uint32_t uid, char field,
 void imap_folder_cache_put(struct imap_folder *f, uint32_t uid, char field,
 			   const char *data, size_t len)
 {
-	if (len > CACHE_VALUE_MAX)
+	if (len > CACHE_VALUE_MAX || cache_open(f) == NULL)
 		return;
-	struct tdb_context *db = cache_open(f);
-	if (db == NULL)
-		return;
-	unsigned char key[5];
-	cache_key(key, uid, field);
-	TDB_DATA k = { key, 5 };
-	TDB_DATA d = { (unsigned char *)(uintptr_t)data, len };
-	if (tdb_store(db, k, d, TDB_REPLACE) != 0)
-		cache_failed(f);
+	struct cache_batch *b = &f->priv->batch;
+	batch_add(b, uid, field, data, len);
+	if (b->data.len >= CACHE_BATCH_BYTES || b->n >= CACHE_BATCH_MAX)
+		cache_write_batch(f);
 }
 
-static void cache_forget(struct imap_folder *f, uint32_t uid)
+/* Expunged UIDs: their values can never be asked for again (UIDs are not
+ * reused), so this only saves room; skipped when the cache is busy. */
+static void cache_forget(struct imap_folder *f, const uint32_t *uids,
+			 size_t n)
 {
 	static const char fields[] = "EBb";
-	for (const char *c = fields; *c && f->cache != NULL; c++) {
-		unsigned char key[5];
-		cache_key(key, uid, *c);
-		TDB_DATA k = { key, 5 };
-		tdb_delete(f->cache, k);
+	cache_write_batch(f);
+	if (n == 0 || f->cache == NULL || !cache_lock_write(f))
+		return;
+	for (size_t j = 0; j < n; j++) {
+		for (const char *c = fields; *c; c++) {
+			unsigned char key[5];
+			cache_key(key, uids[j], *c);
+			TDB_DATA k = { key, 5 };
+			tdb_delete(f->cache, k);
+		}
 	}
+	tdb_unlockall(f->cache);
 }

@@ -11,6 +11,8 @@
  * P R S T), INTERNALDATE is the file's mtime, RFC822.SIZE comes from ",W=".
  * <folder>/sockmail-cache.tdb caches what is costly to compute (ENVELOPE,
  * BODYSTRUCTURE); it is only a cache: a broken one is deleted and rebuilt.
+ * <folder>/sockmail-snapshot (likewise only an accelerator) keeps the view
+ * of a quiet folder, so that the next open need not scan it.
  *
  * The message array is the session's view: msgs[i] is sequence number i+1.
  * Changes by others (deliveries, other sessions' flag changes and
@@ -199,5 +201,10 @@ bool imap_folder_cache_get(struct imap_folder *f, uint32_t uid, char field,
 			   struct str *out);
 void imap_folder_cache_put(struct imap_folder *f, uint32_t uid, char field,
 			   const char *data, size_t len);
+/* The end of a command's use of the cache: the values put are written (in
+ * one batch) and the read lock the gets took is released.  Call it when a
+ * command that used the cache ends; imap_folder_update and
+ * imap_folder_close do it too. */
+void imap_folder_cache_flush(struct imap_folder *f);
 
 #endif

@@ -51,7 +51,8 @@ SOCKMAIL_FAULT_SUMMARY=<file> the lines are appended there too.
 Known limits, not held against sockmail: libtdb ignores a failed sync
 when it removes its recovery marker after a commit (see
 libtdb_ignored_syncs; such runs are noted); a known imap-handler bug has
-its own expectedFailure test (known_imap_commit_lock).  One fault per
+its own test (test_imap_failed_commit_releases_locks; fixed: imap_folder.c
+cancels a transaction whose commit failed).  One fault per
 run: what only a second, independent fault would reach is not swept.
 
 Skipped under valgrind and when the shim is not built.
@@ -1431,23 +1432,6 @@ class StoreFlow(IMAPFlow):
 
 # ------------------------------------------------------------------ tests
 
-def known_imap_commit_lock(r):
-    """A known imap-handler bug, reported to the lead and not fixed here
-    (imap-handler/ is not ours): when tdb_transaction_commit() fails in
-    its last fdatasync or msync -- after the records were written -- tdb
-    1.4 does not cancel the transaction (it does only when a write
-    fails), and imap_folder.c does not cancel it either (db_init,
-    assign_uids, the keyword commit in imap_folder_flag, forget_uids,
-    imap_folder_add_commit, which even says "tdb has cancelled it").  The
-    session then holds the folder database's transaction and all-record
-    locks until it logs out, and every other session that needs them
-    (new mail to give UIDs to, APPEND, COPY, a new keyword) waits that
-    long.  The sweeps let exactly that violation pass;
-    test_imap_failed_commit_releases_locks expects it to fail."""
-    return (r.flow.startswith("imap-") and r.call in ("fdatasync", "msync")
-            and r.violations == [BLOCKED])
-
-
 def summary_line(flow, runs, known=None):
     fired = [r for r in runs if r.call is not None]
     bad = [r for r in runs if r.violations and not (known and known(r))]
@@ -1553,19 +1537,19 @@ class FaultSweepTests(unittest.TestCase):
         self.sweep(POP3Flow)
 
     def test_imap_append(self):
-        self.sweep(AppendFlow, known_imap_commit_lock)
+        self.sweep(AppendFlow)
 
     def test_imap_copy(self):
-        self.sweep(CopyFlow, known_imap_commit_lock)
+        self.sweep(CopyFlow)
 
     def test_imap_move(self):
-        self.sweep(MoveFlow, known_imap_commit_lock)
+        self.sweep(MoveFlow)
 
     def test_imap_expunge(self):
-        self.sweep(ExpungeFlow, known_imap_commit_lock)
+        self.sweep(ExpungeFlow)
 
     def test_imap_store(self):
-        self.sweep(StoreFlow, known_imap_commit_lock)
+        self.sweep(StoreFlow)
 
     # -- regressions: every call on one file, whatever the default plan
 
@@ -1583,12 +1567,12 @@ class FaultSweepTests(unittest.TestCase):
                    ((("ENOSPC", True),) if not SANITIZED else ()) +
                    ((("EIO", False),) if LONG else ()))
 
-    @unittest.expectedFailure
     def test_imap_failed_commit_releases_locks(self):
-        """Expected to fail until imap_folder.c cancels the transaction
-        after a failed tdb_transaction_commit() (see
-        known_imap_commit_lock): STORE with a new keyword, every fdatasync
-        of the folder's database made to fail once."""
+        """Found by the sweeps: tdb does not cancel a transaction whose
+        commit failed in its last fdatasync or msync, and the session kept
+        the folder database's locks, stalling every other session; now
+        imap_folder.c cancels it.  STORE with a new keyword, every
+        fdatasync of the folder's database made to fail once."""
         self.sweep(StoreFlow, calls=("fdatasync",),
                    path="sockmail-imap.tdb", full=(("ENOSPC", False),))
 

@@ -1130,10 +1130,9 @@ class IMAPKillTests(KillSweep):
         """APPEND with a keyword the folder knows already."""
         self.sweep_append("imap-append", "$Work", r'write\(1, "\+ ')
 
-    @known_bug(ORPHAN_LETTER)
     def test_append_new_keyword(self):
-        """APPEND with a keyword new to the folder.  Expected to fail until
-        imap-handler is fixed: NEW_KEYWORD_BUG.  imap_cmd_append
+        """APPEND with a keyword new to the folder.  Found by this sweep and
+        fixed (imap_folder.c now commits a new keyword before linking):  imap_cmd_append
         (imap_store.c) calls imap_folder_add_begin, then
         imap_folder_add_mailfile (imap_folder.c), which takes the keyword's
         letter inside the add's tdb transaction and links the file into
@@ -1187,10 +1186,9 @@ class IMAPKillTests(KillSweep):
         """COPY of three messages without keywords."""
         self.sweep_copy("imap-copy", "1,2,4", r'write\(1, ".*A2 OK')
 
-    @known_bug(ORPHAN_LETTER)
     def test_copy_new_keyword(self):
         """COPY of k3 (keyword $Work) into Archive, whose table lacks it.
-        Expected to fail until imap-handler is fixed: NEW_KEYWORD_BUG, here
+        Found by this sweep and fixed (see test_append_new_keyword), here
         through copy_one (imap_store.c) -> imap_folder_add_* into the
         destination: the copy is linked into Archive's cur/ as ...:2,Fa
         before Archive's transaction adding $Work commits."""

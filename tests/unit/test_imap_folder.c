@@ -2,8 +2,10 @@
  * test_imap_folder: the IMAP view of a Maildir folder: UID assignment and
  * its persistence, UIDs under concurrent sessions (processes), \Recent
  * going to one session, flags and keywords in file names, expunge, adding
- * messages (commit and abort), the untagged responses of an update, and
- * the cache.
+ * messages (commit and abort), the untagged responses of an update, the
+ * cache (batched writes that never wait for a busy cache) and the
+ * snapshot that spares an open the directory scan (trusted only when
+ * nothing can have changed).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <tdb.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "imap_folder.h"
@@ -663,6 +667,472 @@ static void test_cache(void **state)
 	str_free(&err);
 }
 
+
+/* The first open of a big folder gives its UIDs in one transaction on a
+ * tdb opened without mmap (then opened again as usual): the same UIDs as
+ * any other way, kept, and the folder works on after it. */
+static void test_big_first_open(void **state)
+{
+	struct fixture *fx = *state;
+	char name[64];
+	for (int j = 0; j < 1100; j++) {
+		snprintf(name, sizeof name, "%d.N%04d.host", 3000 + j / 3, j);
+		write_file(fx->dir, "new", name, "m\n");
+	}
+	struct imap_folder f;
+	struct str err = STR_INIT;
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	assert_int_equal(f.count, 1100);
+	assert_int_equal(f.uidnext, 1101);
+	assert_int_equal(f.recent, 1100);
+	assert_string_equal(uid_name(&f, 1), "3000.N0000.host:2,");
+	assert_string_equal(uid_name(&f, 1100), "3366.N1099.host:2,");
+	assert_int_equal(count_files(fx->dir, "cur"), 1100);
+	uint32_t validity = f.uidvalidity;
+	/* the tdb works on: a keyword, a delivery */
+	uint8_t flag = 0;
+	int kw = -1;
+	assert_int_equal(imap_folder_flag(&f, "Work", true, &flag, &kw), 2);
+	write_file(fx->dir, "new", "9999.late.host", "l\n");
+	assert_int_equal(imap_folder_update(&f, NULL, true), 0);
+	assert_int_equal(f.count, 1101);
+	assert_string_equal(uid_name(&f, 1101), "9999.late.host:2,");
+	imap_folder_close(&f);
+
+	assert_int_equal(imap_folder_open(&f, fx->dir, true, &err), 0);
+	assert_int_equal(f.uidvalidity, validity);
+	assert_int_equal(f.count, 1101);
+	assert_int_equal(f.recent, 0);
+	assert_int_equal(f.n_keywords, 1);
+	for (size_t i = 0; i < 1100; i++) {
+		snprintf(name, sizeof name, "%zu.N%04zu.host:2,", 3000 + i / 3, i);
+		assert_string_equal(imap_folder_msg_name(&f, i), name);
+		assert_int_equal(f.msgs[i].uid, i + 1);
+	}
+	imap_folder_close(&f);
+	str_free(&err);
+}
+
+/* ---- the cache: batches, and a busy cache is not waited for ---- */
+
+static void test_cache_batches(void **state)
+{
+	struct fixture *fx = *state;
+	struct imap_folder f;
+	struct str err = STR_INIT, out = STR_INIT;
+	char v[32];
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	/* more than one batch: some are written during the puts */
+	for (uint32_t uid = 1; uid <= 5000; uid++) {
+		int n = snprintf(v, sizeof v, "(env %u)", uid);
+		imap_folder_cache_put(&f, uid, 'E', v, (size_t)n);
+	}
+	imap_folder_cache_put(&f, 4999, 'E', "(again)", 7);
+	for (uint32_t uid = 1; uid <= 5000; uid += 7) {
+		str_clear(&out);
+		assert_true(imap_folder_cache_get(&f, uid, 'E', &out));
+		if (uid == 4999)
+			snprintf(v, sizeof v, "(again)");
+		else
+			snprintf(v, sizeof v, "(env %u)", uid);
+		assert_string_equal(str_c(&out), v);
+	}
+	str_clear(&out);
+	assert_true(imap_folder_cache_get(&f, 4999, 'E', &out));
+	assert_string_equal(str_c(&out), "(again)");
+	imap_folder_cache_flush(&f);
+	imap_folder_close(&f);
+
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	for (uint32_t uid = 1; uid <= 5000; uid++) {
+		str_clear(&out);
+		assert_true(imap_folder_cache_get(&f, uid, 'E', &out));
+		if (uid == 4999)
+			snprintf(v, sizeof v, "(again)");
+		else
+			snprintf(v, sizeof v, "(env %u)", uid);
+		assert_string_equal(str_c(&out), v);
+	}
+	str_clear(&out);
+	assert_false(imap_folder_cache_get(&f, 5001, 'E', &out));
+	imap_folder_close(&f);
+	str_free(&out);
+	str_free(&err);
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Another session in the middle of a FETCH holds the cache's read lock
+ * (for as long as its client takes): a write does not wait for it, it
+ * is dropped; once the reader is done, writes go through again. */
+static void test_cache_busy_not_waited_for(void **state)
+{
+	struct fixture *fx = *state;
+	struct imap_folder f;
+	struct str err = STR_INIT, out = STR_INIT;
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	imap_folder_cache_put(&f, 1, 'E', "(one)", 5);
+	imap_folder_close(&f);
+
+	int ready[2], done[2];
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(done), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct imap_folder g;
+		struct str e = STR_INIT, o = STR_INIT;
+		char c = 'r';
+		alarm(10);	/* a writer that waits fails, not hangs */
+		if (imap_folder_open(&g, fx->dir, false, &e) != 0 ||
+		    !imap_folder_cache_get(&g, 1, 'E', &o) ||
+		    write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(1);
+		imap_folder_cache_flush(&g);	/* the command ends */
+		if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(2);
+		imap_folder_close(&g);
+		_exit(0);
+	}
+	char c;
+	assert_int_equal(read(ready[0], &c, 1), 1);	/* it holds the lock */
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	assert_true(imap_folder_cache_get(&f, 1, 'E', &out));	/* reads do */
+	assert_string_equal(str_c(&out), "(one)");
+	imap_folder_cache_put(&f, 2, 'E', "(two)", 5);
+	double t0 = now_s();
+	imap_folder_cache_flush(&f);
+	assert_true(now_s() - t0 < 1.0);
+	str_clear(&out);
+	assert_false(imap_folder_cache_get(&f, 2, 'E', &out));	/* dropped */
+	imap_folder_cache_flush(&f);
+
+	c = 'd';
+	assert_int_equal(write(done[1], &c, 1), 1);
+	assert_int_equal(read(ready[0], &c, 1), 1);	/* lock released */
+	imap_folder_cache_put(&f, 2, 'E', "(two)", 5);
+	imap_folder_cache_flush(&f);
+	assert_true(imap_folder_cache_get(&f, 2, 'E', &out));
+	assert_string_equal(str_c(&out), "(two)");
+	assert_int_equal(write(done[1], &c, 1), 1);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	imap_folder_close(&f);
+	for (int k = 0; k < 2; k++) {
+		close(ready[k]);
+		close(done[k]);
+	}
+	str_free(&out);
+	str_free(&err);
+}
+
+/* ---- the snapshot ---- */
+
+#define SNAP_N 300	/* above the size below which none is kept */
+
+static void make_many(struct fixture *fx, const char *sub, int n)
+{
+	char name[96];
+	for (int j = 0; j < n; j++) {
+		snprintf(name, sizeof name, "%d.M%dP7.host,S=2,W=3%s", 1000 + j,
+			 j, strcmp(sub, "cur") == 0 ? ":2,S" : "");
+		write_file(fx->dir, sub, name, "x\n");
+	}
+}
+
+/* Both directories' mtime (a delivery or another session would move it;
+ * setting it back to an earlier value imitates a change made in the same
+ * clock tick, which the mtime cannot show). */
+static void set_mtimes(struct fixture *fx, time_t t)
+{
+	const char *sub[] = { "cur", "new" };
+	for (int k = 0; k < 2; k++) {
+		char p[256];
+		snprintf(p, sizeof p, "%s/%s", fx->dir, sub[k]);
+		struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+		assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	}
+}
+
+static struct tdb_context *open_tdb(struct fixture *fx, const char *name)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", fx->dir, name);
+	struct tdb_context *db = tdb_open(p, 0, TDB_DEFAULT, O_RDWR, 0600);
+	assert_non_null(db);
+	return db;
+}
+
+#define SNAPSHOT_FILE "sockmail-snapshot"
+
+static bool have_snapshot(struct fixture *fx)
+{
+	return exists(fx->dir, ".", SNAPSHOT_FILE);
+}
+
+static void put_u32(struct tdb_context *db, const char *key, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)v, (unsigned char)(v >> 8),
+			       (unsigned char)(v >> 16),
+			       (unsigned char)(v >> 24) };
+	TDB_DATA k = { (unsigned char *)(uintptr_t)key, strlen(key) };
+	TDB_DATA d = { b, 4 };
+	assert_int_equal(tdb_store(db, k, d, TDB_REPLACE), 0);
+}
+
+/* Open and close (the close keeps the snapshot); the message count. */
+static size_t open_count(struct fixture *fx, bool readonly, uint32_t *validity,
+			 uint32_t *last_uid)
+{
+	struct imap_folder f;
+	struct str err = STR_INIT;
+	assert_int_equal(imap_folder_open(&f, fx->dir, readonly, &err), 0);
+	size_t n = f.count;
+	if (validity != NULL)
+		*validity = f.uidvalidity;
+	if (last_uid != NULL)
+		*last_uid = n > 0 ? f.msgs[n - 1].uid : 0;
+	for (size_t i = 1; i < n; i++)
+		assert_true(f.msgs[i].uid > f.msgs[i - 1].uid);
+	imap_folder_close(&f);
+	str_free(&err);
+	return n;
+}
+
+/* A folder quiet for long enough gets a snapshot, and the next open uses
+ * it: a file slipped in behind an mtime set back (which nothing real
+ * does) proves that it did not read the directory; a real change of the
+ * mtime makes it read the directory again. */
+static void test_snapshot_used(void **state)
+{
+	struct fixture *fx = *state;
+	time_t old = time(NULL) - 100;
+	make_many(fx, "cur", SNAP_N);
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, NULL, NULL), SNAP_N);
+	assert_true(have_snapshot(fx));
+
+	write_file(fx->dir, "cur", "5000.hidden.host:2,", "y\n");
+	set_mtimes(fx, old);
+	uint32_t last = 0;
+	assert_int_equal(open_count(fx, false, NULL, &last), SNAP_N);
+	assert_int_equal(last, SNAP_N);
+
+	/* the directory changed (long enough ago to be past the slack) */
+	set_mtimes(fx, old + 10);
+	assert_int_equal(open_count(fx, false, NULL, &last), SNAP_N + 1);
+	assert_int_equal(last, SNAP_N + 1);
+}
+
+/* A delivery after the snapshot moves the mtime: the snapshot is not
+ * used.  The open that then scans is too close to that mtime to leave a
+ * snapshot behind, so a second delivery in the same clock tick (the mtime
+ * does not move) is still seen. */
+static void test_snapshot_stale_same_second(void **state)
+{
+	struct fixture *fx = *state;
+	time_t old = time(NULL) - 100;
+	make_many(fx, "cur", SNAP_N);
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, NULL, NULL), SNAP_N);
+	assert_true(have_snapshot(fx));
+
+	time_t tick = time(NULL);
+	write_file(fx->dir, "new", "6000.first.host", "1\n");
+	set_mtimes(fx, tick);
+	assert_int_equal(open_count(fx, true, NULL, NULL), SNAP_N + 1);
+	write_file(fx->dir, "new", "6000.second.host", "2\n");
+	set_mtimes(fx, tick);
+	uint32_t last = 0;
+	assert_int_equal(open_count(fx, true, NULL, &last), SNAP_N + 2);
+	assert_int_equal(last, SNAP_N + 2);
+	/* and a read-write open takes them to cur/, UIDs unchanged */
+	assert_int_equal(open_count(fx, false, NULL, &last), SNAP_N + 2);
+	assert_int_equal(last, SNAP_N + 2);
+	assert_int_equal(count_files(fx->dir, "new"), 0);
+}
+
+/* The folder tdb now has another UIDVALIDITY: the snapshot is ignored
+ * and the folder scanned. */
+static void test_snapshot_other_uidvalidity(void **state)
+{
+	struct fixture *fx = *state;
+	time_t old = time(NULL) - 100;
+	make_many(fx, "cur", SNAP_N);
+	set_mtimes(fx, old);
+	uint32_t validity = 0, now_validity = 0;
+	assert_int_equal(open_count(fx, false, &validity, NULL), SNAP_N);
+	assert_true(have_snapshot(fx));
+
+	struct tdb_context *db = open_tdb(fx, IMAP_FOLDER_DB);
+	put_u32(db, "uidvalidity", validity + 1);
+	tdb_close(db);
+	write_file(fx->dir, "cur", "5000.hidden.host:2,", "y\n");
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, &now_validity, NULL), SNAP_N + 1);
+	assert_int_equal(now_validity, validity + 1);
+}
+
+/* A UID assigned since (UIDNEXT moved) or a damaged record: ignored. */
+static void test_snapshot_uidnext_and_damage(void **state)
+{
+	struct fixture *fx = *state;
+	time_t old = time(NULL) - 100;
+	make_many(fx, "cur", SNAP_N);
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, NULL, NULL), SNAP_N);
+	assert_true(have_snapshot(fx));
+
+	/* as if another session had given some file UID 301 */
+	struct tdb_context *db = open_tdb(fx, IMAP_FOLDER_DB);
+	put_u32(db, "uidnext", SNAP_N + 2);
+	tdb_close(db);
+	write_file(fx->dir, "cur", "5000.hidden.host:2,", "y\n");
+	set_mtimes(fx, old);
+	uint32_t last = 0;
+	assert_int_equal(open_count(fx, false, NULL, &last), SNAP_N + 1);
+	assert_int_equal(last, SNAP_N + 2);
+	/* that open scanned a quiet folder: a new snapshot with it */
+	write_file(fx->dir, "cur", "5001.hidden.host:2,", "z\n");
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, NULL, NULL), SNAP_N + 1);
+
+	/* one octet of a name changed: the checksum catches it */
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", fx->dir, SNAPSHOT_FILE);
+	int fd = open(p, O_RDWR);
+	assert_true(fd >= 0);
+	off_t end = lseek(fd, 0, SEEK_END);
+	assert_true(end > 1000);
+	char c;
+	assert_int_equal(pread(fd, &c, 1, end - 10), 1);
+	c ^= 0x01;
+	assert_int_equal(pwrite(fd, &c, 1, end - 10), 1);
+	close(fd);
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, NULL, &last), SNAP_N + 2);
+	assert_int_equal(last, SNAP_N + 3);
+}
+
+/* A snapshot taken by a read-only open lists files in new/: a read-write
+ * open from it claims their \Recent and moves them to cur/ as a scan
+ * would; the file it could not know about is found once the moves have
+ * changed the mtimes. */
+static void test_snapshot_new_and_recent(void **state)
+{
+	struct fixture *fx = *state;
+	time_t old = time(NULL) - 100;
+	make_many(fx, "new", SNAP_N);
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, true, NULL, NULL), SNAP_N);
+	assert_true(have_snapshot(fx));
+	write_file(fx->dir, "new", "5000.hidden.host", "y\n");
+	set_mtimes(fx, old);
+
+	struct imap_folder f;
+	struct str err = STR_INIT;
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	assert_int_equal(f.count, SNAP_N);
+	assert_int_equal(f.recent, SNAP_N);
+	assert_int_equal(f.msgs[0].size, 3);
+	assert_string_equal(imap_folder_msg_name(&f, 0), "1000.M0P7.host,S=2,W=3:2,");
+	imap_folder_close(&f);
+	assert_int_equal(count_files(fx->dir, "cur"), SNAP_N);
+	assert_int_equal(count_files(fx->dir, "new"), 1);
+
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	assert_int_equal(f.count, SNAP_N + 1);
+	assert_int_equal(f.recent, 1);
+	assert_int_equal(f.msgs[SNAP_N].uid, SNAP_N + 1);
+	assert_int_equal(f.msgs[SNAP_N].flags, IMAP_FLAG_RECENT);
+	imap_folder_close(&f);
+	str_free(&err);
+}
+
+static char *slurp(const char *dir, const char *name, size_t *len)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	FILE *fp = fopen(p, "rb");
+	assert_non_null(fp);
+	char *buf = malloc(1 << 20);
+	*len = fread(buf, 1, 1 << 20, fp);
+	fclose(fp);
+	return buf;
+}
+
+/* A view from the snapshot takes changes like any other: flag changes
+ * (a name as long or shorter is changed in place, in our private copy of
+ * the page; a longer one moves the names to memory of our own), an
+ * expunge, a delivery; the snapshot file itself never changes. */
+static void test_snapshot_view_changes(void **state)
+{
+	struct fixture *fx = *state;
+	time_t old = time(NULL) - 100;
+	make_many(fx, "cur", SNAP_N);
+	set_mtimes(fx, old);
+	assert_int_equal(open_count(fx, false, NULL, NULL), SNAP_N);
+	size_t len0 = 0, len1 = 0;
+	char *before = slurp(fx->dir, SNAPSHOT_FILE, &len0);
+	/* (this open must come from the snapshot: it cannot know this one) */
+	write_file(fx->dir, "cur", "5000.hidden.host:2,", "y\n");
+	set_mtimes(fx, old);
+
+	struct imap_folder f;
+	struct str err = STR_INIT;
+	assert_int_equal(imap_folder_open(&f, fx->dir, false, &err), 0);
+	assert_int_equal(f.count, SNAP_N);
+	f.exists_reported = f.count;
+	f.recent_reported = f.recent;
+	/* "S" -> "": shorter, in place */
+	assert_int_equal(imap_folder_set_flags(&f, 1, 0, 0), 0);
+	assert_string_equal(imap_folder_msg_name(&f, 1),
+			    "1001.M1P7.host,S=2,W=3:2,");
+	/* "S" -> "FS": longer */
+	assert_int_equal(imap_folder_set_flags(&f, 2, IMAP_FLAG_SEEN |
+					       IMAP_FLAG_FLAGGED, 0), 0);
+	assert_string_equal(imap_folder_msg_name(&f, 2),
+			    "1002.M2P7.host,S=2,W=3:2,FS");
+	assert_string_equal(imap_folder_msg_name(&f, 1),
+			    "1001.M1P7.host,S=2,W=3:2,");
+	assert_string_equal(imap_folder_msg_name(&f, 299),
+			    "1299.M299P7.host,S=2,W=3:2,S");
+	assert_true(exists(fx->dir, "cur", "1002.M2P7.host,S=2,W=3:2,FS"));
+	struct imap_seqset set = { 0 };
+	assert_int_equal(imap_seqset_parse("1:3", &set), 0);
+	assert_int_equal(imap_folder_expunge(&f, &fx->io, &set, false), 3);
+	imap_seqset_free(&set);
+	assert_string_equal(output(fx),
+			    "* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n");
+	write_file(fx->dir, "new", "7000.late.host", "l\n");
+	assert_int_equal(imap_folder_update(&f, &fx->io, true), 0);
+	assert_string_equal(output(fx), "* 299 EXISTS\r\n* 2 RECENT\r\n");
+	assert_string_equal(imap_folder_msg_name(&f, 297),
+			    "5000.hidden.host:2,");
+	assert_int_equal(f.msgs[298].uid, SNAP_N + 2);
+	int fd = imap_folder_msg_open(&f, 0);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_string_equal(imap_folder_msg_name(&f, 0),
+			    "1003.M3P7.host,S=2,W=3:2,S");
+	imap_folder_close(&f);
+
+	char *after = slurp(fx->dir, SNAPSHOT_FILE, &len1);
+	assert_int_equal(len0, len1);
+	assert_memory_equal(before, after, len0);
+	free(before);
+	free(after);
+	assert_int_equal(open_count(fx, false, NULL, NULL), SNAP_N - 1);
+	str_free(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -682,6 +1152,24 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_add_commit_and_abort, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_first_open, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cache_batches, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cache_busy_not_waited_for,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_used, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_stale_same_second,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_other_uidvalidity,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_uidnext_and_damage,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_new_and_recent,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_view_changes,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
