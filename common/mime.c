@@ -179,6 +179,9 @@ static void field_value(const char *f, size_t flen, struct str *out)
 	size_t base = out->len;
 
 	str_reserve(out, flen - i);
+	/* terminated even when nothing follows the colon ("Subject:" at the
+	 * end of the block): a new buffer from str_reserve is not */
+	out->data[out->len] = '\0';
 	while (i < flen) {
 		const char *nl = memchr(f + i, '\n', flen - i);
 		size_t stop = nl == NULL ? flen : (size_t)(nl - f);

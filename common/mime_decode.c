@@ -131,6 +131,7 @@ static void utf8_sanitize(const char *data, size_t len, bool latin1,
 	size_t i = 0;
 
 	str_reserve(out, len);
+	out->data[out->len] = '\0';	/* a new buffer is not, and len may be 0 */
 	while (i < len) {
 		size_t run = i, n;
 		uint32_t cp;
@@ -297,7 +298,13 @@ void mime_charset_to_utf8(const char *charset, const char *data, size_t len,
 		utf8_sanitize(data, len, false, out);	/* unknown charset */
 		return;
 	}
-	iconv_convert(cd, data, len, out);
+	/* glibc's "UTF-8" output is not always UTF-8: code points above
+	 * U+10FFFF (from UCS-4) and the old 5- and 6-octet forms (from UTF-8
+	 * under a name of its own, "+utf-8") come out as they are. */
+	struct str conv = STR_INIT;
+	iconv_convert(cd, data, len, &conv);
+	utf8_sanitize(str_c(&conv), conv.len, false, out);
+	str_free(&conv);
 }
 
 /* --- transfer encodings -------------------------------------------- */

@@ -65,6 +65,8 @@ void str_reserve(struct str *s, size_t extra)
 		cap *= 2;
 	s->data = xrealloc(s->data, cap);
 	s->cap = cap;
+	/* always a valid C string, even before anything is appended */
+	s->data[s->len] = '\0';
 }
 
 void str_append_n(struct str *s, const void *data, size_t len)

@@ -921,6 +921,10 @@ int imap_parse_date(const char *s, int64_t *day_start_utc)
 	return 0;
 }
 
+/* 1000-01-01T00:00:00Z and 9999-12-31T23:59:59Z */
+#define DATETIME_MIN (-30610224000LL)
+#define DATETIME_MAX (253402300799LL)
+
 int imap_parse_datetime(const char *s, int64_t *when)
 {
 	int day, month, year, hh, mm, ss, zh, zm;
@@ -943,6 +947,11 @@ int imap_parse_datetime(const char *s, int64_t *when)
 		zone = -zone;
 	*when = days_from_civil(year, month, day) * 86400 +
 		hh * 3600 + mm * 60 + ss - zone;
+	/* the zone may carry it out of 1000-9999 in UTC, where the
+	 * four-digit date-year of an INTERNALDATE could not say it
+	 * (found by fuzz_imap_datetime) */
+	if (*when < DATETIME_MIN || *when > DATETIME_MAX)
+		return -1;
 	return 0;
 }
 
@@ -952,6 +961,15 @@ void imap_format_datetime(int64_t when, struct str *out)
 	struct tm tm;
 	if (localtime_r(&t, &tm) == NULL) {
 		str_append(out, "\"01-Jan-1970 00:00:00 +0000\"");
+		return;
+	}
+	/* a file's mtime can be anything: date-year has four digits */
+	if (tm.tm_year + 1900 < 1000) {
+		str_append(out, "\"01-Jan-1000 00:00:00 +0000\"");
+		return;
+	}
+	if (tm.tm_year + 1900 > 9999) {
+		str_append(out, "\"31-Dec-9999 23:59:59 +0000\"");
 		return;
 	}
 	long off = tm.tm_gmtoff;

@@ -1008,6 +1008,16 @@ static void test_dates(void **state)
 	assert_int_equal(imap_parse_datetime("05-Nov-2026 23:59:60 +0530",
 					     &t), 0);
 	assert_int_equal(t, 1793903400);
+	/* found by fuzz_imap_datetime: the zone must not carry the instant
+	 * out of 1000-9999 in UTC; and formatting keeps four digits */
+	assert_int_equal(imap_parse_datetime("31-Dec-9999 23:59:59 -2359",
+					     &t), -1);
+	assert_int_equal(imap_parse_datetime("01-Jan-1000 00:00:00 +0001",
+					     &t), -1);
+	struct str y = STR_INIT;
+	imap_format_datetime(400000000000LL, &y);
+	assert_string_equal(str_c(&y), "\"31-Dec-9999 23:59:59 +0000\"");
+	str_free(&y);
 	static const char *const bad[] = {
 		"", "1-Jan-1970 00:00:00 +0000", "17-Jul-1996 02:44:25",
 		"17-Jul-1996 02:44:25 0700", "17-Jul-1996 2:44:25 -0700",

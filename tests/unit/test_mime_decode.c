@@ -310,6 +310,71 @@ static void test_charset_utf8_and_unknown(void **state)
 	}
 }
 
+/*
+ * Empty input into an empty string: the result is "" (terminated), not an
+ * allocated but unterminated buffer (found by tests/fuzz/fuzz_rfc2047's
+ * termination check).  A freed 64-octet block full of 'x' waits for the
+ * next small malloc, so a missing terminator shows.
+ */
+static void test_empty_input_terminated(void **state)
+{
+	static const char *const charsets[] = {
+		NULL, "utf-8", "x-unknown", "iso-8859-1",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof charsets / sizeof charsets[0]; i++) {
+		struct str out = STR_INIT;
+		char *p = xmalloc(64);
+
+		memset(p, 'x', 64);
+		free(p);
+		mime_charset_to_utf8(charsets[i], "", 0, &out);
+		assert_int_equal(out.len, 0);
+		assert_true(out.data == NULL || out.data[0] == '\0');
+		str_free(&out);
+	}
+	for (int enc = 0; enc < 3; enc++) {
+		static const char *const encodings[] = {
+			"base64", "quoted-printable", "7bit",
+		};
+		struct str out = STR_INIT;
+		char *p = xmalloc(64);
+
+		memset(p, 'x', 64);
+		free(p);
+		mime_transfer_decode(encodings[enc], "", 0, &out);
+		assert_true(out.data == NULL || out.data[0] == '\0');
+		str_free(&out);
+	}
+	struct str out = STR_INIT;
+	char *p = xmalloc(64);
+
+	memset(p, 'x', 64);
+	free(p);
+	rfc2047_decode("", 0, &out);
+	assert_true(out.data == NULL || out.data[0] == '\0');
+	str_free(&out);
+}
+
+/*
+ * glibc's iconv writes code points above U+10FFFF (from UCS-4) and passes
+ * the old 5- and 6-octet forms (UTF-8 under a name glibc knows but we do
+ * not, "+utf-8") as they are: not UTF-8, so they become U+FFFD (found by
+ * tests/fuzz/fuzz_rfc2047).
+ */
+static void test_charset_iconv_output_checked(void **state)
+{
+	(void)state;
+	check_charset("UCS-4", IN("\0\0\0A\x7f\xff\xff\xff\0\0\0B"),
+		      "A" FFFD FFFD FFFD FFFD FFFD FFFD "B");
+	check_charset("ISO-10646", IN("\0\0\0A\x61\xbd\xed\xa0"),
+		      "A" FFFD FFFD FFFD FFFD FFFD FFFD);
+	check_charset("+utf-8", IN("x\xfd\xbd\xbd\xbd\xbd\xbdy"),
+		      "x" FFFD FFFD FFFD FFFD FFFD FFFD "y");
+	check_charset("+utf-8", IN("\xc3\xa4"), "\xc3\xa4");
+}
+
 static void test_charset_alternating(void **state)
 {
 	(void)state;
@@ -392,6 +457,8 @@ int main(void)
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_charset_utf8_and_unknown),
 		cmocka_unit_test(test_charset_alternating),
+		cmocka_unit_test(test_empty_input_terminated),
+		cmocka_unit_test(test_charset_iconv_output_checked),
 		cmocka_unit_test(test_contains),
 		cmocka_unit_test(test_contains_long),
 	};
