@@ -963,12 +963,13 @@ void imap_format_datetime(int64_t when, struct str *out)
 		str_append(out, "\"01-Jan-1970 00:00:00 +0000\"");
 		return;
 	}
-	/* a file's mtime can be anything: date-year has four digits */
-	if (tm.tm_year + 1900 < 1000) {
+	/* a file's mtime can be anything: date-year has four digits, and
+	 * what we print must parse back (1000-9999 in UTC too) */
+	if (tm.tm_year + 1900 < 1000 || when < DATETIME_MIN) {
 		str_append(out, "\"01-Jan-1000 00:00:00 +0000\"");
 		return;
 	}
-	if (tm.tm_year + 1900 > 9999) {
+	if (tm.tm_year + 1900 > 9999 || when > DATETIME_MAX) {
 		str_append(out, "\"31-Dec-9999 23:59:59 +0000\"");
 		return;
 	}
