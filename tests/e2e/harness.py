@@ -687,6 +687,12 @@ class SockmailServer:
         ["--tls=implicit"]), env extra variables for the handler (e.g.
         {"SOCKMAIL_TEST_PEER": "192.0.2.7"}), handler the program in BUILD
         to run per connection ("pop3-handler", ...).  Returns the port."""
+        self.proc, self.port = self.spawn_tcp(handler, args, env)
+        return self.port
+
+    def spawn_tcp(self, handler, args=(), env=None):
+        """systemd-socket-activate on a free loopback port running
+        BUILD/handler per connection; (process, port) once it listens."""
         exe = program(handler)
         if not os.access(exe, os.X_OK):
             raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
@@ -715,12 +721,12 @@ class SockmailServer:
                 return "ok" if listening & _fd_inodes(proc.pid) else None
             state = wait_until(ready)
             if state == "ok":
-                self.proc, self.port = proc, port
-                return port
+                return proc, port
             last = state
             self._kill(proc)  # port taken by someone else, or slow: retry
-        raise AssertionError("systemd-socket-activate did not start (%s): %s"
-                             % (last, self.stderr_text()[-2000:]))
+        raise AssertionError("systemd-socket-activate for %s did not start "
+                             "(%s): %s" % (handler, last,
+                                           self.stderr_text()[-2000:]))
 
     def start_unix(self, path, args=(), env=None, handler="smtp-handler",
                    mode=0o666):
@@ -1170,40 +1176,11 @@ def start_listener(srv, handler, args=(), env=None):
     BUILD/handler per connection (e.g. smtp-handler for deliveries next to
     an imap-handler listener).  Its handlers count in srv.handler_pids()
     and srv.stop() stops it with the others.  Returns the port."""
-    exe = program(handler)
-    if not os.access(exe, os.X_OK):
-        raise AssertionError("%s not built (BUILD=%s)" % (exe, BUILD))
-    last = None
-    for _ in range(10):
-        port = free_port()
-        argv = [ACTIVATE, "--accept", "--inetd", "-l", "127.0.0.1:%d" % port]
-        for v in PASS_ENV:
-            if v in os.environ and v not in (env or {}):
-                argv += ["-E", v]
-        for k, v in (env or {}).items():
-            argv += ["-E", "%s=%s" % (k, v)]
-        argv += valgrind_argv(srv.valgrind_dir)
-        argv += [exe, "-c", srv.conf_path] + list(args)
-        errf = open(srv.stderr_path, "ab")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=errf,
-                                cwd=srv.dir, start_new_session=True)
-        errf.close()
-
-        def ready(proc=proc, port=port):
-            if proc.poll() is not None:
-                return "exited"
-            return "ok" if _listen_inodes(port) & _fd_inodes(proc.pid) else None
-        state = wait_until(ready)
-        if state == "ok":
-            # srv.unix is the list stop() tears down; the "path" is one
-            # that does not exist, so its unlink there is a no-op.
-            srv.unix.append((proc, os.path.join(srv.dir, "tcp-listener-%d" % port)))
-            return port
-        last = state
-        SockmailServer._kill(proc)
-    raise AssertionError("systemd-socket-activate for %s did not start (%s): %s"
-                         % (handler, last, srv.stderr_text()[-2000:]))
+    proc, port = srv.spawn_tcp(handler, args, env)
+    # srv.unix is the list stop() tears down; the "path" is one that does
+    # not exist, so its unlink there is a no-op.
+    srv.unix.append((proc, os.path.join(srv.dir, "tcp-listener-%d" % port)))
+    return port
 
 
 # -- Maildir++ folders as imap-handler lays them out
