@@ -75,8 +75,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-# Only imap-handler and its tests see its headers.
+# Only imap-handler and its tests see its headers; smtp-handler's likewise.
 $(BUILD)/obj/imap-handler/%.o $(BUILD)/obj/tests/unit/test_imap_%.o: ALL_CFLAGS += -Iimap-handler
+$(BUILD)/obj/tests/unit/test_smtp_%.o: ALL_CFLAGS += -Ismtp-handler
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
@@ -118,6 +119,12 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIBCOMMON)
 # test_pop3_* also link pop3-handler's command parser.
 $(BUILD)/tests/test_pop3_%: $(BUILD)/obj/tests/unit/test_pop3_%.o \
 			    $(BUILD)/obj/pop3-handler/pop3_cmd.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# test_smtp_* also link smtp-handler (all but its main).
+$(BUILD)/tests/test_smtp_%: $(BUILD)/obj/tests/unit/test_smtp_%.o \
+			    $(filter-out %/smtp_main.o,$(SMTP_OBJ)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 

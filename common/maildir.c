@@ -4,6 +4,7 @@
  */
 #include "maildir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -373,6 +374,50 @@ int mailfile_deliver(struct mailfile *f, const char *maildir, struct str *name)
 	if (ret == 0 && name != NULL)
 		str_append(name, str_c(&base));
 	str_free(&base);
+	str_free(&target);
+	return ret;
+}
+
+/* Whether maildir/sub/ has a file whose name starts with prefix; 1, 0,
+ * or -1 + errno.  A found one's directory is fsynced again: the run that
+ * linked it may have died before its own fsync. */
+static int maildir_sub_has(const char *maildir, const char *sub,
+			   const char *prefix)
+{
+	struct str dir = STR_INIT;
+	str_printf(&dir, "%s/%s", maildir, sub);
+	DIR *d = opendir(str_c(&dir));
+	int found = d == NULL ? -1 : 0;
+	size_t plen = strlen(prefix);
+	struct dirent *e;
+	while (found == 0 && (e = readdir(d)) != NULL)
+		found = strncmp(e->d_name, prefix, plen) == 0;
+	if (d != NULL)
+		closedir(d);
+	if (found == 1 && fsync_dir(str_c(&dir)) != 0)
+		found = -1;
+	str_free(&dir);
+	return found;
+}
+
+int mailfile_deliver_once(struct mailfile *f, const char *maildir,
+			  time_t when, const char *unique, struct str *name)
+{
+	struct str prefix = STR_INIT, target = STR_INIT;
+	str_printf(&prefix, "%lld.%s.", (long long)when, unique);
+	int ret = maildir_sub_has(maildir, "new", str_c(&prefix));
+	if (ret == 0)
+		ret = maildir_sub_has(maildir, "cur", str_c(&prefix));
+	if (ret == 0) {
+		str_append(&prefix, maildir_hostname());
+		str_printf(&prefix, ",S=%" PRIu64 ",W=%" PRIu64, f->size,
+			   f->size + f->newlines);
+		str_printf(&target, "%s/new/%s", maildir, str_c(&prefix));
+		ret = mailfile_place(f, maildir, str_c(&target));
+		if (ret == 0 && name != NULL)
+			str_append(name, str_c(&prefix));
+	}
+	str_free(&prefix);
 	str_free(&target);
 	return ret;
 }

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "str.h"
 
@@ -55,6 +56,14 @@ int mailfile_finish(struct mailfile *f);
 /* Link the finished file into maildir/new/ and fsync new/.  The name given
  * (base name only) is appended to *name if name is not NULL.  -1 + errno. */
 int mailfile_deliver(struct mailfile *f, const char *maildir, struct str *name);
+/* Deliver at most once: the same as mailfile_deliver, under the name
+ * <when>.<unique>.<host>,S=..,W=.. that the caller makes the same on every
+ * retry of one delivery (unique: [0-9A-Za-z]), unless a file whose name
+ * starts with "<when>.<unique>." is in new/ or cur/ already -- delivered
+ * by a run that died before it could note so.  0 when linked, 1 when
+ * found, -1 + errno. */
+int mailfile_deliver_once(struct mailfile *f, const char *maildir,
+			  time_t when, const char *unique, struct str *name);
 /* Link the finished file under exactly path (which must not exist: EEXIST)
  * and fsync path's directory: for a spool that names its files itself.
  * Across file systems the file is copied through copy_dir/tmp/, which must

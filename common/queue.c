@@ -619,15 +619,17 @@ static int db_open(const struct config *cfg, bool create,
 	return ret;
 }
 
-/* Store (flag TDB_REPLACE or TDB_INSERT) or delete (rec NULL) one record
- * in its own transaction, fsynced by the commit.  0, 1 when the record to
+/* Store (flag TDB_REPLACE or TDB_INSERT) or delete (rec NULL) one record,
+ * and store a second one (also_id, also_rec) when also_id is not NULL,
+ * all in one transaction, fsynced by the commit.  0, 1 when the record to
  * delete is not there, -1 with *err, or -2 with *err when the commit
  * failed: the change may be in the file all the same (tdb leaves what it
  * wrote when the last fsync fails). */
-static int db_write(struct tdb_context *tdb, const char *id,
-		    const struct str *rec, int flag, struct str *err)
+static int db_write2(struct tdb_context *tdb, const char *id,
+		     const struct str *rec, int flag, const char *also_id,
+		     const struct str *also_rec, struct str *err)
 {
-	char kbuf[QUEUE_ID_MAX + 2];
+	char kbuf[QUEUE_ID_MAX + 2], abuf[QUEUE_ID_MAX + 2];
 	TDB_DATA key = record_key(id, kbuf);
 
 	if (tdb_transaction_start(tdb) != 0) {
@@ -641,6 +643,13 @@ static int db_write(struct tdb_context *tdb, const char *id,
 		r = tdb_store(tdb, key, val, flag);
 	} else {
 		r = tdb_delete(tdb, key);
+	}
+	if (r == 0 && also_id != NULL) {
+		TDB_DATA val = { (unsigned char *)also_rec->data,
+				 also_rec->len };
+		r = tdb_store(tdb, record_key(also_id, abuf), val,
+			      TDB_REPLACE);
+		id = r != 0 ? also_id : id;
 	}
 	if (r != 0) {
 		bool missing = rec == NULL && tdb_error(tdb) == TDB_ERR_NOEXIST;
@@ -657,6 +666,12 @@ static int db_write(struct tdb_context *tdb, const char *id,
 		return -2;
 	}
 	return 0;
+}
+
+static int db_write(struct tdb_context *tdb, const char *id,
+		    const struct str *rec, int flag, struct str *err)
+{
+	return db_write2(tdb, id, rec, flag, NULL, NULL, err);
 }
 
 /* Fetch and parse one record: 0, 1 when absent, -1 with *err. */
@@ -984,7 +999,14 @@ static int take_back(const struct config *cfg, const char *id)
 int queue_commit(const struct config *cfg, struct mailfile *f,
 		 struct queue_envelope *env, struct str *err)
 {
-	struct str path = STR_INIT, rec = STR_INIT;
+	return queue_commit_with(cfg, f, env, NULL, err);
+}
+
+int queue_commit_with(const struct config *cfg, struct mailfile *f,
+		      struct queue_envelope *env,
+		      const struct queue_envelope *also, struct str *err)
+{
+	struct str path = STR_INIT, rec = STR_INIT, also_rec = STR_INIT;
 	struct tdb_context *tdb = NULL;
 	bool linked = false;
 	int ret = -1, saved = 0, w = 0;
@@ -1004,7 +1026,8 @@ int queue_commit(const struct config *cfg, struct mailfile *f,
 		free(r->last_error);
 		r->last_error = NULL;
 	}
-	if (format_checked(env, &rec, err) < 0) {
+	if (format_checked(env, &rec, err) < 0 ||
+	    (also != NULL && format_checked(also, &also_rec, err) < 0)) {
 		errno = EINVAL;
 		goto out;
 	}
@@ -1020,9 +1043,15 @@ int queue_commit(const struct config *cfg, struct mailfile *f,
 	}
 	linked = true;
 	if (db_open(cfg, true, &tdb, err) != 0 ||
-	    (w = db_write(tdb, env->id, &rec, TDB_INSERT, err)) != 0) {
+	    (w = db_write2(tdb, env->id, &rec, TDB_INSERT,
+			   also ? also->id : NULL, &also_rec, err)) != 0) {
 		saved = errno ? errno : EIO;
-		if (w == -2) {
+		if (w == -2 && also != NULL) {
+			/* Both records or neither: taking the new one back
+			 * could leave the other saying it was queued.  Keep
+			 * both; the caller retries, a duplicate at worst. */
+			linked = false;
+		} else if (w == -2) {
 			tdb_close(tdb);	/* ends the failed transaction */
 			tdb = NULL;
 			if (take_back(cfg, env->id) != 0)
@@ -1042,6 +1071,7 @@ out:
 	}
 	str_free(&path);
 	str_free(&rec);
+	str_free(&also_rec);
 	if (ret != 0 && saved != 0)
 		errno = saved;
 	return ret;

@@ -103,6 +103,13 @@ void queue_new_id(char id[QUEUE_ID_MAX]);
 int queue_open_file(const struct config *cfg, struct mailfile *f);
 int queue_commit(const struct config *cfg, struct mailfile *f,
 		 struct queue_envelope *env, struct str *err);
+/* The same, and in the same transaction the envelope *also (an existing
+ * message, locked by the caller) is stored: a DSN and the note in the
+ * message it reports on that it was sent, both or neither, so a crash can
+ * neither lose the DSN nor make it twice. */
+int queue_commit_with(const struct config *cfg, struct mailfile *f,
+		      struct queue_envelope *env,
+		      const struct queue_envelope *also, struct str *err);
 
 /* Envelope records: load one, store one (a transaction), delete one (with
  * its message file).  Return 0, 1 for "no such message" (load/delete), -1

@@ -195,7 +195,7 @@ struct smtpc_caps {
 void smtpc_caps_parse(const struct smtpc_reply *ehlo, struct smtpc_caps *c);
 
 /* LF text to SMTP DATA: CRLF line ends, dot-stuffed; a CR already
- * before an LF is not doubled.  Feed chunks, then end adds the final
+ * before an LF is not doubled, and a lone CR is sent as CRLF.  Feed chunks, then end adds the final
  * CRLF if the text lacks one and the "." line. */
 struct dotstuff {
 	bool line_start;

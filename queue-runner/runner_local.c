@@ -4,7 +4,8 @@
  * Each recipient is resolved through users.tdb again -- users and aliases
  * may have changed while the mail waited -- and the spool file (which has
  * the Return-Path on top already) is copied once and linked into every
- * mailbox, fsynced, as smtp-handler does it.  Alias targets elsewhere join the envelope as
+ * mailbox, fsynced, as smtp-handler does it, under a name that makes a
+ * retry after a crash find the copies already made.  Alias targets elsewhere join the envelope as
  * new remote recipients; a domain that is no longer ours goes remote too.
  */
 #include <errno.h>
@@ -131,44 +132,46 @@ static bool local_open(struct runner_msg *m, struct local_rcpt *lr, size_t n,
 	return ok;
 }
 
-/* Link the file into one recipient's mailboxes: all or none, so a retry
- * duplicates nothing.  done holds the mailboxes served in this run. */
+/* Link the file into one recipient's mailboxes, each at most once however
+ * often this is retried: the name is made of the queue id and the
+ * recipient's index, and a mailbox that has it already (a run killed
+ * before it could note the delivery) is not given a second copy.  done
+ * holds the mailboxes served in this run. */
 static void local_link(struct runner_msg *m, struct mailfile *f,
 		       struct attempt *a, struct local_rcpt *lr,
 		       struct strlist *done)
 {
-	struct strlist made = STRLIST_INIT;	/* maildir, name pairs */
-	struct str path = STR_INIT, name = STR_INIT;
+	struct str path = STR_INIT, unique = STR_INIT;
 	bool ok = true;
+	str_printf(&unique, "Q%sR%zu", m->env.id, a->index);
 	for (size_t j = 0; j < lr->boxes.n && ok; j++) {
 		const char *box = lr->boxes.items[j];
 		if (strlist_contains(done, box))
 			continue;	/* one copy per mailbox */
 		str_clear(&path);
-		str_clear(&name);
 		maildir_path(m->r->cfg->mail_dir, box, &path);
-		ok = mailfile_deliver(f, str_c(&path), &name) == 0;
-		if (ok) {
-			strlist_add(&made, str_c(&path));
-			strlist_add(&made, str_c(&name));
-		} else {
+		int r = mailfile_deliver_once(f, str_c(&path), m->env.arrival,
+					      str_c(&unique), NULL);
+		if (r == 1)
+			log_kv(LOG_NOTICE, "delivered before",
+			       "QUEUE_ID", m->env.id, "MAILDIR", str_c(&path),
+			       NULL);
+		ok = r >= 0;
+		if (!ok)
 			log_msg(LOG_ERR, "cannot deliver %s to %s: %s",
 				m->env.id, str_c(&path), strerror(errno));
-		}
 	}
 	if (ok) {
 		for (size_t j = 0; j < lr->boxes.n; j++)
 			strlist_add_unique(done, lr->boxes.items[j]);
 		local_decide(a, ATTEMPT_OK, "2.0.0", "delivered to maildir");
 	} else {
-		for (size_t j = 0; j + 1 < made.n; j += 2)
-			maildir_undeliver(made.items[j], made.items[j + 1]);
+		/* The mailboxes served stay: the retry skips them. */
 		local_decide(a, ATTEMPT_TEMP, "4.3.0",
 			     "cannot write into the mailbox");
 	}
-	strlist_free(&made);
 	str_free(&path);
-	str_free(&name);
+	str_free(&unique);
 }
 
 /* Alias targets elsewhere become recipients of this message. */

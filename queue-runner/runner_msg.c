@@ -329,7 +329,9 @@ static bool runner_has_8bit(const char *s, size_t len)
 	return false;
 }
 
-/* Queue a DSN about env->rcpts[idx[0..n)] to `to`.  0, or -1 (logged). */
+/* Queue a DSN about env->rcpts[idx[0..n)] to `to`, storing m->env (which
+ * the caller has marked as reported) in the same transaction.  0, or -1
+ * (logged) with nothing stored. */
 static int runner_send_dsn(struct runner_msg *m, enum dsn_kind kind,
 			   const size_t *idx, size_t n, const char *to,
 			   bool postmaster_copy)
@@ -370,7 +372,7 @@ static int runner_send_dsn(struct runner_msg *m, enum dsn_kind kind,
 			strerror(errno));
 	} else {
 		mailfile_write(&f, text.data, text.len);
-		if (queue_commit(cfg, &f, &d, &err) != 0)
+		if (queue_commit_with(cfg, &f, &d, &m->env, &err) != 0)
 			log_msg(LOG_ERR, "%s: cannot queue a DSN: %s",
 				m->env.id, str_c(&err));
 		else
@@ -378,6 +380,7 @@ static int runner_send_dsn(struct runner_msg *m, enum dsn_kind kind,
 		mailfile_close(&f);
 	}
 	if (ret == 0) {
+		m->changed = false;	/* stored with the DSN */
 		m->r->dsns++;
 		log_kv(LOG_INFO, kind == DSN_FAILED ? "bounce queued"
 						    : "delay warning queued",
@@ -424,8 +427,17 @@ static void runner_expire(struct runner_msg *m)
 	}
 }
 
+/* Mark (or unmark) recipients as reported. */
+static void runner_mark_reported(struct queue_envelope *env, const size_t *idx,
+				 size_t n, bool sent)
+{
+	for (size_t i = 0; i < n; i++)
+		env->rcpts[idx[i]].dsn_sent = sent;
+}
+
 /* Bounce the failed recipients not reported yet: to the sender; for mail
- * from <>, a postmaster copy; for a postmaster copy, nothing. */
+ * from <>, a postmaster copy; for a postmaster copy, nothing.  The marks
+ * are set first because runner_send_dsn stores them with the DSN. */
 static void runner_bounce(struct runner_msg *m)
 {
 	struct queue_envelope *env = &m->env;
@@ -435,25 +447,27 @@ static void runner_bounce(struct runner_msg *m)
 		if (env->rcpts[i].state == RCPT_FAILED &&
 		    !env->rcpts[i].dsn_sent)
 			idx[n++] = i;
-	int ok = 0;
 	if (n == 0) {
-		ok = -1;
-	} else if (env->sender[0] != '\0') {
+		free(idx);
+		return;
+	}
+	runner_mark_reported(env, idx, n, true);
+	int ok = 0;
+	if (env->sender[0] != '\0') {
 		ok = runner_send_dsn(m, DSN_FAILED, idx, n, env->sender, false);
 	} else if (env->auth_user != NULL &&
 		   strcmp(env->auth_user, RUNNER_USER_POSTMASTER_COPY) == 0) {
 		log_kv(LOG_WARNING, "undeliverable postmaster copy discarded",
 		       "QUEUE_ID", env->id, NULL);
+		m->changed = true;
 	} else {
 		struct str pm = STR_INIT;
 		ok = runner_send_dsn(m, DSN_FAILED, idx, n,
 				     runner_postmaster(m->r->cfg, &pm), true);
 		str_free(&pm);
 	}
-	for (size_t i = 0; ok == 0 && i < n; i++)
-		env->rcpts[idx[i]].dsn_sent = true;
-	if (ok == 0)
-		m->changed = true;
+	if (ok != 0)
+		runner_mark_reported(env, idx, n, false);
 	free(idx);
 }
 
@@ -471,10 +485,11 @@ static void runner_delay_warning(struct runner_msg *m)
 	for (size_t i = 0; i < env->n_rcpts; i++)
 		if (env->rcpts[i].state == RCPT_PENDING)
 			idx[n++] = i;
-	if (n > 0 && runner_send_dsn(m, DSN_DELAYED, idx, n, env->sender,
-				     false) == 0) {
-		env->delay_warned = true;
-		m->changed = true;
+	if (n > 0) {
+		env->delay_warned = true;	/* stored with the notice */
+		if (runner_send_dsn(m, DSN_DELAYED, idx, n, env->sender,
+				    false) != 0)
+			env->delay_warned = false;
 	}
 	free(idx);
 }

@@ -221,11 +221,15 @@ void dotstuff_feed(struct dotstuff *d, const char *in, size_t len,
 	while (i < len) {
 		if (d->pending_cr) {
 			/* A CR we held back: before LF it is the line end
-			 * (written with the LF); otherwise it is data. */
+			 * (written with the LF); alone it ends a line too.
+			 * Sent bare, "<CR>.<CR><LF>" would end DATA early at
+			 * a server that takes a bare CR for a line end (SMTP
+			 * smuggling); as CRLF the "." that follows is
+			 * stuffed. */
 			d->pending_cr = false;
 			if (in[i] != '\n') {
-				str_append_c(out, '\r');
-				d->line_start = false;
+				str_append_n(out, "\r\n", 2);
+				d->line_start = true;
 			}
 		}
 		if (d->line_start && in[i] == '.')
@@ -253,9 +257,9 @@ void dotstuff_feed(struct dotstuff *d, const char *in, size_t len,
 void dotstuff_end(struct dotstuff *d, struct str *out)
 {
 	if (d->pending_cr) {
-		str_append_c(out, '\r');
+		str_append_n(out, "\r\n", 2);
 		d->pending_cr = false;
-		d->line_start = false;
+		d->line_start = true;
 	}
 	if (!d->line_start)
 		str_append_n(out, "\r\n", 2);

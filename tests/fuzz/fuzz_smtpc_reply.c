@@ -14,7 +14,8 @@
  *     kept, the enhanced code of the first line only when its class
  *     matches, the one-line summary bounded and free of control octets;
  *   - the status is "x.y.z" with the reply's class (or 4 for none);
- *   - dot-stuffed DATA has only CRLF line ends, ends in CRLF "." CRLF
+ *   - dot-stuffed DATA has only CRLF line ends (no bare CR or LF: a
+ *     lone CR in the message becomes a line end), ends in CRLF "." CRLF
  *     with no "." line before, and unstuffs back to the message.
  */
 #include <stdint.h>
@@ -232,6 +233,12 @@ static void check_dotstuff(const char *in, size_t size, size_t cut)
 	CHECK(n >= 3 && memcmp(o + n - 3, ".\r\n", 3) == 0);
 	CHECK(n == 3 || (n >= 5 && memcmp(o + n - 5, "\r\n.\r\n", 5) == 0));
 
+	for (size_t j = 0; j < n; j++) {
+		if (o[j] == '\r')
+			CHECK(j + 1 < n && o[j + 1] == '\n');
+		if (o[j] == '\n')
+			CHECK(j > 0 && o[j - 1] == '\r');
+	}
 	struct str back = STR_INIT;
 	size_t i = 0;
 	while (i < n - 3) {
@@ -248,14 +255,14 @@ static void check_dotstuff(const char *in, size_t size, size_t cut)
 		str_append_c(&back, '\n');
 		i = (size_t)(nl - o) + 1;
 	}
-	/* the message with CRLF as LF and a final line end */
+	/* the message with CRLF and lone CR as LF and a final line end */
 	struct str want = STR_INIT;
 	for (size_t j = 0; j < size; j++) {
 		if (in[j] == '\r' && j + 1 < size && in[j + 1] == '\n')
 			continue;
-		str_append_c(&want, in[j]);
+		str_append_c(&want, in[j] == '\r' ? '\n' : in[j]);
 	}
-	if (size > 0 && in[size - 1] != '\n')
+	if (size > 0 && in[size - 1] != '\n' && in[size - 1] != '\r')
 		str_append_c(&want, '\n');
 	CHECK(back.len == want.len &&
 	      (want.len == 0 || memcmp(back.data, want.data, want.len) == 0));

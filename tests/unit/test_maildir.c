@@ -156,6 +156,52 @@ static void test_deliver_two(void **state)
 	str_free(&name);
 }
 
+/* A retried delivery under the same unique part makes no second copy,
+ * whether the first is still in new/ or a client moved it to cur/. */
+static void test_deliver_once(void **state)
+{
+	(void)state;
+	struct str m = STR_INIT, d = STR_INIT, name = STR_INIT, to = STR_INIT;
+	maildir_path(root, "once@example.org", &m);
+	assert_int_equal(maildir_create(str_c(&m), (uid_t)-1, (gid_t)-1), 0);
+	struct mailfile f;
+	assert_int_equal(mailfile_open(&f, str_c(&m)), 0);
+	mailfile_write(&f, "Subject: once\n\nbody\n", 21);
+	assert_int_equal(mailfile_finish(&f), 0);
+
+	assert_int_equal(mailfile_deliver_once(&f, str_c(&m), 1700000000,
+					       "QabcR0", &name), 0);
+	assert_true(strncmp(str_c(&name), "1700000000.QabcR0.", 18) == 0);
+	assert_non_null(strstr(str_c(&name), ",S=21,W=24"));
+	assert_int_equal(mailfile_deliver_once(&f, str_c(&m), 1700000000,
+					       "QabcR0", NULL), 1);
+	str_printf(&d, "%s/new", str_c(&m));
+	assert_int_equal(count_entries(str_c(&d), NULL, 0), 1);
+
+	/* read by a client: now cur/<name>:2,S */
+	str_printf(&d, "/%s", str_c(&name));
+	str_printf(&to, "%s/cur/%s:2,S", str_c(&m), str_c(&name));
+	assert_int_equal(rename(str_c(&d), str_c(&to)), 0);
+	assert_int_equal(mailfile_deliver_once(&f, str_c(&m), 1700000000,
+					       "QabcR0", NULL), 1);
+	/* another recipient (index), another time: copies of their own; a
+	 * unique part that only starts like another's is not confused */
+	assert_int_equal(mailfile_deliver_once(&f, str_c(&m), 1700000000,
+					       "QabcR1", NULL), 0);
+	assert_int_equal(mailfile_deliver_once(&f, str_c(&m), 1700000000,
+					       "Qab", NULL), 0);
+	assert_int_equal(mailfile_deliver_once(&f, str_c(&m), 1700000001,
+					       "QabcR0", NULL), 0);
+	str_clear(&d);
+	str_printf(&d, "%s/new", str_c(&m));
+	assert_int_equal(count_entries(str_c(&d), NULL, 0), 3);
+	mailfile_close(&f);
+	str_free(&m);
+	str_free(&d);
+	str_free(&name);
+	str_free(&to);
+}
+
 static void test_abandoned_leaves_nothing(void **state)
 {
 	(void)state;
@@ -202,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_unique_names_differ),
 		cmocka_unit_test(test_deliver_two),
+		cmocka_unit_test(test_deliver_once),
 		cmocka_unit_test(test_abandoned_leaves_nothing),
 		cmocka_unit_test(test_open_missing_maildir_fails),
 		cmocka_unit_test(test_name_size),

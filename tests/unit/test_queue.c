@@ -752,6 +752,51 @@ static void test_update(void **state)
 	str_free(&err);
 }
 
+/* A DSN and the note in the message it reports on: one transaction. */
+static void test_commit_with(void **state)
+{
+	(void)state;
+	struct queue_envelope env, dsn, back;
+	struct str err = STR_INIT;
+	struct mailfile f;
+
+	assert_int_equal(enqueue("W1", "x\n", 1, &env, &err), 0);
+	env.rcpts[0].state = RCPT_FAILED;
+	env.rcpts[0].dsn_sent = true;
+	assert_int_equal(queue_open_file(&cfg, &f), 0);
+	mailfile_write(&f, "bounce\n", 7);
+	env_init(&dsn, "W2", "", 1);
+	if (queue_commit_with(&cfg, &f, &dsn, &env, &err) != 0)
+		fail_msg("%s", str_c(&err));
+	mailfile_close(&f);
+	queue_envelope_free(&dsn);
+	assert_int_equal(queue_load(&cfg, "W1", &back, &err), 0);
+	assert_int_equal(back.rcpts[0].state, RCPT_FAILED);
+	assert_true(back.rcpts[0].dsn_sent);
+	queue_envelope_free(&back);
+	assert_int_equal(queue_load(&cfg, "W2", &back, &err), 0);
+	queue_envelope_free(&back);
+
+	/* the new one cannot be stored (its id is taken): the other record
+	 * stays as it was, and no file is left */
+	env.rcpts[0].dsn_sent = false;
+	assert_int_equal(queue_open_file(&cfg, &f), 0);
+	mailfile_write(&f, "again\n", 6);
+	env_init(&dsn, "W2", "", 1);
+	assert_int_equal(queue_commit_with(&cfg, &f, &dsn, &env, &err), -1);
+	mailfile_close(&f);
+	queue_envelope_free(&dsn);
+	assert_int_equal(queue_load(&cfg, "W1", &back, &err), 0);
+	assert_true(back.rcpts[0].dsn_sent);
+	queue_envelope_free(&back);
+	char *p = spool_file("msg/W2");
+	assert_string_equal(read_file(p), "bounce\n");
+	free(p);
+	assert_int_equal(count_entries("msg"), 2);
+	queue_envelope_free(&env);
+	str_free(&err);
+}
+
 static void test_remove(void **state)
 {
 	(void)state;
@@ -1038,6 +1083,7 @@ int main(void)
 		cmocka_unit_test_setup(test_commit_load, fresh_spool),
 		cmocka_unit_test_setup(test_list_order, fresh_spool),
 		cmocka_unit_test_setup(test_update, fresh_spool),
+		cmocka_unit_test_setup(test_commit_with, fresh_spool),
 		cmocka_unit_test_setup(test_remove, fresh_spool),
 		cmocka_unit_test_setup(test_lock, fresh_spool),
 		cmocka_unit_test_setup(test_orphans, fresh_spool),

@@ -302,9 +302,12 @@ static void test_dotstuff(void **state)
 		{ "\n.\n\n", "\r\n..\r\n\r\n.\r\n" },
 		/* CRLF already there: not doubled. */
 		{ "a\r\n.b\r\n", "a\r\n..b\r\n.\r\n" },
-		/* A lone CR is data; it does not start a line. */
-		{ "a\rb\n\r.x\n", "a\rb\r\n\r.x\r\n.\r\n" },
-		{ "end\r", "end\r\r\n.\r\n" },
+		/* A lone CR ends a line as well (never sent bare: SMTP
+		 * smuggling), and the dot after it is stuffed. */
+		{ "a\rb\n\r.x\n", "a\r\nb\r\n\r\n..x\r\n.\r\n" },
+		{ "x\r.\r\nrest\n", "x\r\n..\r\nrest\r\n.\r\n" },
+		{ "end\r", "end\r\n.\r\n" },
+		{ "\r\r\n", "\r\n\r\n.\r\n" },
 	};
 	struct str out = STR_INIT;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
