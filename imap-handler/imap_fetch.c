@@ -546,6 +546,9 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_command *c)
 	free(idx);
 	/* the cache's batched values written, its read lock released */
 	imap_folder_cache_flush(s->sel);
+	/* the implicit \Seen made durable before OK */
+	if (imap_folder_sync_flags(s->sel) != 0)
+		x.failed = true;
 
 	bool expunged = x.expunged, failed = x.failed;
 	fetch_ctx_free(&x);

@@ -89,6 +89,7 @@ struct imap_folder_private {
 	bool cache_read_locked;		/* tdb_lockall_read on f->cache */
 	uint32_t cache_validity;	/* the UIDVALIDITY f->cache matches */
 	struct cache_batch batch;	/* cache values not yet written */
+	bool flags_dirty[2];		/* renamed out of new/, into cur/ */
 };
 
 #define SIZE_UNKNOWN UINT64_MAX
@@ -2257,6 +2258,8 @@ int imap_folder_set_flags(struct imap_folder *f, size_t i, uint8_t flags,
 			log_msg(LOG_ERR, "rename %s/%s: %s", f->path,
 				msg_name(f, m), strerror(errno));
 		if (ret == 0) {
+			f->priv->flags_dirty[msg_sub(m)] = true;
+			f->priv->flags_dirty[SUB_CUR] = true;
 			m->state &= (uint8_t)~IMAP_MSG_NEW_DIR;
 			ret = arena_store(f, m, name.data, name.len, true);
 		}
@@ -2267,6 +2270,19 @@ int imap_folder_set_flags(struct imap_folder *f, size_t i, uint8_t flags,
 	m->flags = (uint8_t)(flags | (m->flags & IMAP_FLAG_RECENT));
 	m->keywords = keywords;
 	return 0;
+}
+
+int imap_folder_sync_flags(struct imap_folder *f)
+{
+	int ret = 0;
+	for (int k = 0; k < 2; k++) {
+		if (!f->priv->flags_dirty[k])
+			continue;
+		f->priv->flags_dirty[k] = false;
+		if (fsync_fd(f->path, sub_name[k], f->priv->dir_fd[k]) != 0)
+			ret = -1;
+	}
+	return ret;
 }
 
 /* ---- expunge ---- */

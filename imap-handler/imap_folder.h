@@ -149,6 +149,9 @@ int imap_folder_flag(struct imap_folder *f, const char *name, bool create,
  * 0, or -1 with errno (ENOENT: gone, the view is not changed). */
 int imap_folder_set_flags(struct imap_folder *f, size_t i, uint8_t flags,
 			  uint32_t keywords);
+/* Make the renames of set_flags durable (fsync new/ and cur/ when they
+ * changed): once per command, before its OK.  0, or -1 with errno. */
+int imap_folder_sync_flags(struct imap_folder *f);
 
 /*
  * Expunge: unlink the messages with \Deleted (only_deleted) or every

@@ -181,6 +181,10 @@ void imap_cmd_store(struct imap_session *s, struct imap_command *c)
 			store_fetch_line(s, c, i);
 	}
 	free(idx);
+	if (!failed && imap_folder_sync_flags(f) != 0) {
+		err = errno;
+		failed = true;
+	}
 	if (failed)
 		reply_failure(s, c, err);
 	else if (gone && !c->uid)

@@ -1404,6 +1404,11 @@ class StoreFlow(IMAPFlow):
 
     name = "imap-store"
     INBOX_FLAGS = ("S", "", "S")
+    ACK_STEP = "STORE"
+
+    def durable_paths(self, r):
+        # the renames (cur/ fsynced before OK) and the new keyword
+        return [r"/alice/cur$", r"/alice/sockmail-imap\.tdb$"]
 
     def act_command(self, r, c):
         return self.command(r, c, "STORE", "STORE 1:2 +FLAGS (\\Flagged $Work)")
