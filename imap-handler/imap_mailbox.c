@@ -16,7 +16,7 @@
  * DELETE renames the folder to a hidden "..deleted-*" name first (atomic
  * for other sessions; LIST never shows ".."-names), then removes it.
  * Subscriptions are <root>/subscriptions, one mUTF-7 name a line, replaced
- * atomically.
+ * atomically, changed under a lock (subscriptions.lock).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -436,6 +437,28 @@ static bool sorted_contains(const struct strlist *l, const char *name)
 {
 	return l->n > 0 &&
 	       bsearch(&name, l->items, l->n, sizeof *l->items, cmp_str);
+}
+
+/* Two sessions changing the subscriptions at once would each write back
+ * what it read and lose the other's change: the read-modify-write holds
+ * flock on <root>/subscriptions.lock (released by close, or by the
+ * kernel when a session dies).  The fd, or -1 (logged). */
+static int subs_lock(const char *root)
+{
+	struct str path = STR_INIT;
+	str_printf(&path, "%s/" SUBS_FILE ".lock", root);
+	int fd = open(str_c(&path), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	while (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd < 0)
+		log_msg(LOG_ERR, "imap: lock %s: %s", str_c(&path),
+			strerror(errno));
+	str_free(&path);
+	return fd;
 }
 
 /* Read the subscriptions (sorted, unique).  A missing file is empty;
@@ -975,8 +998,12 @@ static void rename_subscriptions(const char *root, const char *oldcanon,
 				 const char *newcanon)
 {
 	struct strlist subs = STRLIST_INIT;
-	if (subs_read(root, &subs) != 0)
+	int lock = subs_lock(root);
+	if (lock < 0 || subs_read(root, &subs) != 0) {
+		if (lock >= 0)
+			close(lock);
 		return;
+	}
 	bool changed = false;
 	for (size_t i = 0; i < subs.n; i++) {
 		char *n = renamed(subs.items[i], oldcanon, newcanon,
@@ -991,6 +1018,7 @@ static void rename_subscriptions(const char *root, const char *oldcanon,
 		sort_unique(&subs);
 		subs_write(root, &subs);
 	}
+	close(lock);
 	strlist_free(&subs);
 }
 
@@ -1115,13 +1143,15 @@ static void subscription(struct imap_session *s, struct imap_command *c,
 	struct str root = STR_INIT, dir = STR_INIT, err = STR_INIT;
 	struct strlist subs = STRLIST_INIT;
 	char *canon = canonical_name(name);
+	int lock = -1;
 	root_path(s, &root);
 	/* Only valid names go in; any name in the file can come out. */
 	if (subscribe && imap_mailbox_dirname(name, &dir, &err) < 0) {
 		imap_no(s, c, "[CANNOT] %s", str_c(&err));
 		goto out;
 	}
-	if (subs_read(str_c(&root), &subs) != 0) {
+	lock = subs_lock(str_c(&root));
+	if (lock < 0 || subs_read(str_c(&root), &subs) != 0) {
 		imap_no(s, c, "[SERVERBUG] %s failed", c->name);
 		goto out;
 	}
@@ -1148,6 +1178,8 @@ static void subscription(struct imap_session *s, struct imap_command *c,
 	}
 	imap_ok(s, c, "%s completed", c->name);
 out:
+	if (lock >= 0)
+		close(lock);
 	free(canon);
 	strlist_free(&subs);
 	str_free(&root);

@@ -681,9 +681,37 @@ class MailboxTests(Base):
         self.assertNotIn("work", self.list_names(c, "", "*", "LSUB"))
         with open(subs, "rb") as f:
             self.assertNotIn(b"work", f.read().split(b"\n"))
-        # no temp files left next to it
+        # no temp files left next to it (the lock file stays)
         self.assertEqual([n for n in os.listdir(self.folder_dir())
-                          if "subscriptions" in n and n != "subscriptions"], [])
+                          if "subscriptions" in n and
+                          n not in ("subscriptions", "subscriptions.lock")], [])
+
+    def test_subscribe_concurrent(self):
+        """Sessions subscribing at once lose none of each other's names
+        (the read-modify-write of the file is under a lock)."""
+        names = ["f%d" % i for i in range(24)]
+        setup = self.login()
+        for n in names:
+            self.assertResult(setup.cmd("CREATE " + n), "OK")
+        conns = [self.login() for _ in range(3)]
+        results = {}
+
+        def subscriber(k, conn):
+            results[k] = [conn.cmd("SUBSCRIBE " + n).status
+                          for n in names[k::3]]
+        threads = [threading.Thread(target=subscriber, args=(k, c))
+                   for k, c in enumerate(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT * 6)
+        self.assertEqual(sorted(results), [0, 1, 2], results)
+        for k in results:
+            self.assertEqual(results[k], ["OK"] * 8, results)
+        self.assertEqual(sorted(self.list_names(setup, "", "f*", "LSUB")),
+                         sorted(names))
+        with open(os.path.join(self.folder_dir(), "subscriptions"), "rb") as f:
+            self.assertEqual(sorted(f.read().decode().split()), sorted(names))
 
     def test_status(self):
         self.put(simple("s1"), sub="cur", flags="S")
