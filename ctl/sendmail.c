@@ -235,12 +235,27 @@ static int smtp_code(struct stream *s, struct str *text)
 	}
 }
 
-static void smtp_send_line(struct stream *s, const char *text, size_t len)
+static void smtp_send_piece(struct stream *s, const char *text, size_t len)
 {
 	if (len > 0 && text[0] == '.')
 		stream_write(s, ".", 1);	/* dot-stuffing */
 	stream_write(s, text, len);
 	stream_write(s, "\r\n", 2);
+}
+
+/* One line of the message.  A lone CR inside it (a cron job's progress
+ * output, say) ends a line as well: the server refuses a bare CR (the
+ * SMTP smuggling defence), and the queue runner sends one the same way. */
+static void smtp_send_line(struct stream *s, const char *text, size_t len)
+{
+	const char *cr;
+	while ((cr = memchr(text, '\r', len)) != NULL) {
+		size_t n = (size_t)(cr - text);
+		smtp_send_piece(s, text, n);
+		text += n + 1;
+		len -= n + 1;
+	}
+	smtp_send_piece(s, text, len);
 }
 
 static int connect_socket(const char *path)
@@ -335,9 +350,13 @@ int main(int argc, char **argv)
 		str_free(&from);
 	}
 	for (size_t i = 0; i < h.headers.n; i++) {
-		const char *f = h.headers.items[i];
+		char *f = h.headers.items[i];
 		if (o.from_headers && header_name_is(f, "Bcc"))
 			continue;
+		/* in a header a lone CR is a space: a line break there
+		 * would cut the field in two */
+		for (char *cr = f; (cr = strchr(cr, '\r')) != NULL; )
+			*cr = ' ';
 		for (const char *p = f, *nl; ; p = nl + 1) {
 			nl = strchr(p, '\n');
 			smtp_send_line(&s, p, nl ? (size_t)(nl - p) : strlen(p));

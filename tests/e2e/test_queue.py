@@ -508,6 +508,19 @@ class SendmailTests(QueueTestCase):
             self.assertTrue(body.endswith(b"\n\nbefore\n.\n..\nafter\n"), body)
             os.unlink(os.path.join(self.srv.maildir(BOB), "new", n))
 
+    def test_lone_cr_becomes_a_line_end(self):
+        """A cron job's progress output: the server refuses a bare CR, so
+        sendmail sends it as a line end (a space inside a header)."""
+        text = (b"Subject: progress\rreport\n\n"
+                b"10%\r50%\r100%\n.\rdot after CR\nCRLF line\r\n")
+        self.sendmail(BOB, input=text)
+        (n, content), = self.delivered(BOB)
+        rp, m, body = split_delivered(self, content)
+        self.assertNotIn(b"\r", content)
+        self.assertIn(b"\nSubject: progress report\n", b"\n" + body)
+        self.assertTrue(body.endswith(b"\n\n10%\n50%\n100%\n.\ndot after CR\n"
+                                      b"CRLF line\n"), body)
+
     def test_recipients_in_one_argument(self):
         self.sendmail("bob@example.org, carol@example.org", input=b"Subject: two\n\nx\n")
         self.delivered(BOB)
