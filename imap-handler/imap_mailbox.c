@@ -237,16 +237,45 @@ const char *imap_mailbox_special_use(const char *name)
 /* LIST patterns                                                      */
 /* ------------------------------------------------------------------ */
 
+/* The pattern with each run of wildcards made one ('*' if the run has
+ * one, else '%': the same matches), or NULL when it has more literal
+ * octets than the name is long and so cannot match.  Bounds the work by
+ * the name, however long a pattern a client sends. */
+static char *list_pattern_compact(const char *pattern, size_t name_len)
+{
+	size_t literals = 0;
+	for (const char *p = pattern; *p; p++)
+		literals += *p != '*' && *p != '%';
+	if (literals > name_len)
+		return NULL;
+	char *out = xmalloc(2 * literals + 2), *o = out;
+	for (const char *p = pattern; *p;) {
+		if (*p != '*' && *p != '%') {
+			*o++ = *p++;
+			continue;
+		}
+		bool star = false;
+		for (; *p == '*' || *p == '%'; p++)
+			star |= *p == '*';
+		*o++ = star ? '*' : '%';
+	}
+	*o = '\0';
+	return out;
+}
+
 bool imap_list_match(const char *pattern, const char *name)
 {
 	/* Dynamic programming over the name: no backtracking blow-up on
 	 * patterns like "*a*a*a*a*b". */
 	size_t k = strlen(name);
+	char *pat = list_pattern_compact(pattern, k);
+	if (pat == NULL)
+		return false;
 	size_t fold = has_inbox_level(name) ? 5 : 0;
 	bool *prev = xcalloc(k + 1, sizeof *prev);
 	bool *cur = xcalloc(k + 1, sizeof *cur);
 	prev[0] = true;
-	for (const char *p = pattern; *p; p++) {
+	for (const char *p = pat; *p; p++) {
 		cur[0] = (*p == '*' || *p == '%') && prev[0];
 		for (size_t j = 1; j <= k; j++) {
 			char n = name[j - 1];
@@ -269,6 +298,7 @@ bool imap_list_match(const char *pattern, const char *name)
 	bool m = prev[k];
 	free(prev);
 	free(cur);
+	free(pat);
 	return m;
 }
 

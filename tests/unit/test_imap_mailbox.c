@@ -441,11 +441,29 @@ static void test_list_match(void **state)
 		{ "%%%%*%%", "x", true },
 		{ "%o%", "INBOX", true },
 		{ "a*%", "a/b", true },
+		/* runs of wildcards are one; more literals than the name
+		 * has octets never match */
+		{ "a**b", "ab", true },
+		{ "%*", "a/b", true },
+		{ "*%", "a/b", true },
+		{ "%%", "a/b", false },
+		{ "aaaa", "aaa", false },
+		{ "a%*%b", "a/x/b", true },
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (imap_list_match(t[i].pat, t[i].name) != t[i].match)
 			fail_msg("\"%s\" vs \"%s\": expected %d", t[i].pat,
 				 t[i].name, t[i].match);
+	/* a client's 256 KiB pattern costs what a short one does */
+	size_t big = 256 * 1024;
+	char *pat = malloc(big + 2);
+	assert_non_null(pat);
+	memset(pat, '*', big);
+	strcpy(pat + big, "x");
+	assert_true(imap_list_match(pat, "a/x"));
+	memset(pat, 'a', big);
+	assert_false(imap_list_match(pat, "aaa"));
+	free(pat);
 }
 
 /* ---- commands ---- */
