@@ -14,7 +14,8 @@
  * existing folder as \Noselect.
  *
  * DELETE renames the folder to a hidden "..deleted-*" name first (atomic
- * for other sessions; LIST never shows ".."-names), then removes it.
+ * for other sessions; LIST never shows ".."-names), then removes it, and
+ * any such directory over an hour old that an earlier DELETE left.
  * Subscriptions are <root>/subscriptions, one mUTF-7 name a line, replaced
  * atomically, changed under a lock (subscriptions.lock).
  */
@@ -874,6 +875,36 @@ out:
 	str_free(&root);
 }
 
+/* A DELETE whose removal failed half way (or whose session was killed)
+ * leaves its hidden "..deleted-<pid>-<time>-<n>" directory: the next
+ * DELETE removes those over an hour old (younger ones may be another
+ * session's, being removed right now). */
+static void sweep_deleted(const char *root)
+{
+	DIR *d = opendir(root);
+	if (d == NULL)
+		return;
+	struct strlist old = STRLIST_INIT;
+	struct dirent *e;
+	long long now = (long long)time(NULL);
+	while ((e = readdir(d)) != NULL) {
+		long pid;
+		long long when;
+		if (sscanf(e->d_name, "..deleted-%ld-%lld-", &pid, &when) == 2 &&
+		    when < now - 3600)
+			strlist_add(&old, e->d_name);
+	}
+	closedir(d);
+	struct str p = STR_INIT;
+	for (size_t i = 0; i < old.n; i++) {
+		str_clear(&p);
+		str_printf(&p, "%s/%s", root, old.items[i]);
+		remove_tree(str_c(&p), 0);
+	}
+	str_free(&p);
+	strlist_free(&old);
+}
+
 void imap_cmd_delete(struct imap_session *s, struct imap_command *c)
 {
 	static unsigned counter;
@@ -914,6 +945,7 @@ void imap_cmd_delete(struct imap_session *s, struct imap_command *c)
 		log_msg(LOG_WARNING, "imap: fsync %s: %s", str_c(&root),
 			strerror(errno));
 	remove_tree(str_c(&hidden), 0);
+	sweep_deleted(str_c(&root));
 	imap_ok(s, c, "DELETE completed");
 out:
 	free(name);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "imap.h"
@@ -756,8 +757,22 @@ static void test_delete(void **state)
 	touch(".Foo/cur/1.M1P1.h,S=2,W=3:2,S");
 	touch(".Foo/new/2.M1P1.h,S=2,W=3");
 	touch(".Foo/sockmail-imap.tdb");
+	/* what earlier DELETEs left: an old one goes, a young one stays */
+	char old[64], young[64], sub[80];
+	snprintf(old, sizeof old, "..deleted-1-%lld-0",
+		 (long long)time(NULL) - 7200);
+	snprintf(young, sizeof young, "..deleted-2-%lld-0",
+		 (long long)time(NULL));
+	make_dir(old);
+	make_dir(young);
+	snprintf(sub, sizeof sub, "%s/cur", old);
+	make_dir(sub);
+	snprintf(sub, sizeof sub, "%s/cur/x", old);
+	touch(sub);
 	assert_string_equal(run("d1 DELETE Foo"), "d1 OK DELETE completed\r\n");
 	assert_false(exists_in_root(".Foo"));
+	assert_false(exists_in_root(old));
+	assert_true(exists_in_root(young));
 	assert_string_equal(run("d2 DELETE Foo"),
 			    "d2 NO [NONEXISTENT] Mailbox doesn't exist\r\n");
 	assert_string_equal(run("d3 DELETE inbox"),
