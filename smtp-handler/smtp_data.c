@@ -35,9 +35,12 @@ static size_t data_check_newlines(struct data_reader *d, const char *p,
 {
 	if (d->pending_cr) {
 		d->pending_cr = false;
-		if (p[0] != '\n')
-			data_flag(d, DATA_BARE_NEWLINE);
-		return 0;	/* this chunk is the "\n" of a split CRLF */
+		if (p[0] == '\n')
+			return 0;	/* the "\n" of a split CRLF, alone */
+		/* The CR was bare; this chunk is checked as any other (it
+		 * may end in a CR of its own: found by fuzz_smtp_data, the
+		 * end of data after it was missed). */
+		data_flag(d, DATA_BARE_NEWLINE);
 	}
 	if (!whole) {
 		size_t body = len;

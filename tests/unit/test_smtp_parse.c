@@ -312,6 +312,31 @@ static void test_data_long_lines(void **state)
 	}
 }
 
+/* Two overlong chunks in a row, each ending in CR, the second starting
+ * with one: the CR that ends the second is the real line end, and the
+ * "." line after it ends the data (found by fuzz_smtp_data: the second
+ * chunk's CR was dropped with the first's, the end missed, and the
+ * client's next commands read as message text). */
+static void test_data_cr_at_chunk_ends(void **state)
+{
+	(void)state;
+	struct str in = STR_INIT;
+	for (size_t i = 0; i < SMTP_TEXT_MAX - 1; i++)
+		str_append_c(&in, 'x');
+	str_append_c(&in, '\r');		/* chunk 1 ends in CR */
+	str_append_c(&in, '\r');		/* chunk 2 starts with one */
+	for (size_t i = 0; i < SMTP_TEXT_MAX - 2; i++)
+		str_append_c(&in, 'y');
+	str_append(&in, "\r\n.\r\nQUIT\r\n");	/* CR at chunk 2's end */
+	struct data_result r;
+	data_run(str_c(&in), in.len, false, &r);
+	assert_true(r.ended);
+	assert_int_equal(r.problem, DATA_LONG_LINE);
+	assert_string_equal(str_c(&r.rest), "QUIT\r\n");
+	data_free(&r);
+	str_free(&in);
+}
+
 static void test_data_submission_headers(void **state)
 {
 	(void)state;
@@ -357,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_data_plain),
 		cmocka_unit_test(test_data_bare_newlines),
 		cmocka_unit_test(test_data_long_lines),
+		cmocka_unit_test(test_data_cr_at_chunk_ends),
 		cmocka_unit_test(test_data_submission_headers),
 		cmocka_unit_test(test_data_loop),
 	};
