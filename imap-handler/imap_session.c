@@ -312,10 +312,17 @@ static bool idle_wait(struct imap_session *s, int watch, time_t deadline)
 
 static void cmd_idle(struct imap_session *s, struct imap_command *c)
 {
+	/* The watch first, then "+", then one look at the folder: a change
+	 * made between the last command's look and the watch (a client that
+	 * acts on the "+" at once, say) is reported too, never lost. */
+	int watch = idle_watch(s);
 	stream_puts(&s->io, "+ idling\r\n");
 	if (stream_flush(&s->io) != STREAM_OK)
 		imap_exit(s, "lost connection");
-	int watch = idle_watch(s);
+	if (s->sel != NULL) {
+		imap_folder_update(s->sel, &s->io, true);
+		stream_flush(&s->io);
+	}
 	time_t deadline = time(NULL) + s->cfg->imap_idle_timeout;
 	for (;;) {
 		if (!idle_wait(s, watch, deadline)) {

@@ -1466,6 +1466,22 @@ class IdleTests(Base):
         self.assertResult(a.read_until_tagged(tag), "OK")
         self.assertEqual(self.uids(a), [1, 3])
 
+    def test_idle_reports_changes_made_before_it(self):
+        """A change another session made after this one's last command is
+        reported as soon as IDLE starts: the watch is set before "+" and
+        the folder looked at once (it was set after "+", so a change in
+        between was lost until some later one woke the session)."""
+        for i in range(2):
+            self.put(simple("p%d" % i))
+        a = self.login(select="INBOX")
+        b = self.login(select="INBOX")
+        self.assertResult(b.cmd("STORE 2 +FLAGS.SILENT (\\Seen)"), "OK")
+        tag = self.idle(a)
+        seen = self.read_until(a, rb"2 FETCH ")
+        self.assertIn(b"\\Seen", seen[-1])
+        a.send("DONE\r\n")
+        self.assertResult(a.read_until_tagged(tag), "OK")
+
     def test_idle_done_at_once_and_bad_continuation(self):
         c = self.login(select="INBOX")
         tag = self.idle(c)
