@@ -105,7 +105,9 @@ bool dsn_error_remote(const char *error, struct str *mta, struct str *diag)
 		host--;
 	if (*open != '[' || host == open)
 		return false;
-	str_append_n(mta, host, (size_t)(open - host));
+	char *name = xstrndup(host, (size_t)(open - host));
+	dsn_append_clean(mta, name);	/* a header line of its own */
+	free(name);
 	const char *reply = said + 8;
 	const char *end = strstr(reply, " (in reply to ");
 	size_t len = end != NULL ? (size_t)(end - reply) : strlen(reply);
@@ -321,12 +323,22 @@ void dsn_build(const struct dsn_info *info, const struct queue_envelope *env,
 {
 	bool utf8 = dsn_needs_utf8(env, rcpts, n, headers, headers_len,
 				   info->to);
-	struct str boundary = STR_INIT;
+	struct str boundary = STR_INIT, delim = STR_INIT;
 	/* The queue id and time make the boundary unique; the original
-	 * header is the only quoted text, and it would have to contain a
-	 * line "--<boundary>" to break the structure. */
+	 * header is the only quoted text (the rest is cleaned of line
+	 * breaks), and should it hold the delimiter, the boundary grows
+	 * until it does not. */
 	str_printf(&boundary, "%s.%lld/%s", info->id, (long long)info->now,
 		   info->hostname);
+	for (unsigned k = 0;; k++) {
+		str_clear(&delim);
+		str_printf(&delim, "--%s", str_c(&boundary));
+		if (headers_len == 0 || memmem(headers, headers_len, delim.data,
+					       delim.len) == NULL)
+			break;
+		str_printf(&boundary, "=%u", k);
+	}
+	str_free(&delim);
 
 	dsn_header(info, str_c(&boundary), utf8, out);
 

@@ -71,6 +71,14 @@ static void test_error_remote(void **state)
 	str_clear(&diag);
 	assert_false(dsn_error_remote("4.4.1 connect to a[1.2.3.4]:25: "
 				      "refused", &mta, &diag));
+	/* a line break in the host part cannot add a field (fuzz_dsn) */
+	str_clear(&mta);
+	str_clear(&diag);
+	assert_true(dsn_error_remote("e\nAction:delivered\nx[1.2.3.4] said: "
+				     "550 no", &mta, &diag));
+	assert_null(strchr(str_c(&mta), '\n'));
+	str_clear(&mta);
+	str_clear(&diag);
 	assert_false(dsn_error_remote("[1.2.3.4] said: no host", &mta, &diag));
 	assert_false(dsn_error_remote(NULL, &mta, &diag));
 	assert_int_equal(mta.len, 0);
@@ -348,6 +356,30 @@ static void test_build_utf8(void **state)
 	str_free(&out);
 }
 
+/* A quoted header holding the delimiter line does not end the part: the
+ * boundary changes. */
+static void test_build_boundary_in_header(void **state)
+{
+	(void)state;
+	struct queue_envelope env;
+	make_envelope(&env);
+	struct dsn_info info = {
+		.kind = DSN_FAILED, .hostname = "h.example",
+		.to = "alice@example.org", .id = "DSN4", .now = 1700000100,
+		.queue_lifetime = 86400,
+	};
+	const char *h = "Subject: x\n--DSN4.1700000100/h.example--\n"
+			"--DSN4.1700000100/h.example=0\n";
+	size_t which[1] = { 0 };
+	struct str out = STR_INIT;
+	dsn_build(&info, &env, which, 1, h, strlen(h), &out);
+	assert_non_null(strstr(str_c(&out),
+			       "boundary=\"DSN4.1700000100/h.example=0=1\""));
+	assert_int_equal(count(str_c(&out),
+			       "\n--DSN4.1700000100/h.example=0=1"), 4);
+	str_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_build_failed),
 		cmocka_unit_test(test_build_delayed),
 		cmocka_unit_test(test_build_utf8),
+		cmocka_unit_test(test_build_boundary_in_header),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
