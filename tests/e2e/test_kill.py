@@ -41,8 +41,7 @@ in both folders, a message file linked into the queue without its envelope
 (invisible; the runner removes it after an hour), libtdb's own window
 between growing a file for its recovery area and writing that area
 (tdbtool check reports the zeroed space as dead; every record stays
-reachable).  Known imap-handler bugs are tests marked with known_bug (an
-expectedFailure for that bug's symptom only).
+reachable).
 
 The queue runner: N messages queued for two remote domains (each message
 has recipients answered 250, 550 and, during the sweep, 451); the runner is
@@ -66,7 +65,6 @@ Environment:
 """
 
 import base64
-import functools
 import os
 import random
 import re
@@ -145,10 +143,9 @@ def tearDownModule():
                                            "windows", "window details")]
     for s in _summary:
         details = ", ".join("%s=%d" % kv for kv in sorted(s["windows"].items()) if kv[1])
-        out.append("%-18s %6d %6d %6d %8d  %s%s" % (
+        out.append("%-18s %6d %6d %6d %8d  %s" % (
             s["flow"], s["runs"], s["killed"], s["violations"],
-            sum(s["windows"].values()), details or "-",
-            " [%s]" % s["note"] if s.get("note") else ""))
+            sum(s["windows"].values()), details or "-"))
     sys.stderr.write("\n".join(out) + "\n")
 
 
@@ -441,7 +438,7 @@ class KillSweep(SockmailTestCase):
             n_delay = max(n_delay, DEFAULT_POINTS)
         plans += [("delay", self.rng.uniform(0, dur * 1.2)) for _ in range(n_delay)]
         stats = {"flow": flow, "runs": 0, "killed": 0, "violations": 0,
-                 "windows": {}, "note": getattr(self, "flow_note", "")}
+                 "windows": {}}
         violations = []
         for plan in plans:
             restore(self.srv, self.snap)
@@ -865,29 +862,6 @@ NEW_KEYWORD_BUG = (
     "name stands for")
 
 
-# What the violation report says when the bug strikes.
-ORPHAN_LETTER = "keyword letters that name nothing"
-
-
-def known_bug(symptom):
-    """unittest.expectedFailure for one known bug only: the test is an
-    expected failure when it fails with symptom in its message; any other
-    failure or error is reported as one.  When the bug is fixed the test
-    passes and shows up as an unexpected success: remove the decorator."""
-    def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(self):
-            try:
-                fn(self)
-            except BaseException as e:
-                outcome = getattr(self, "_outcome", None)
-                if symptom not in str(e) and hasattr(outcome, "expecting_failure"):
-                    outcome.expecting_failure = False
-                raise
-        return unittest.expectedFailure(wrapper)
-    return deco
-
-
 class IMAPKillTests(KillSweep):
     """alice's INBOX holds five messages k1..k5 with UIDs given by a first
     session (k3 also has the keyword $Work); Archive and Trash exist,
@@ -1152,7 +1126,6 @@ class IMAPKillTests(KillSweep):
         of their own before the link (the table only grows, so an unused
         entry is harmless), as STORE already does (test_store passes)."""
         # the points from the link on: about half of them are in the window
-        self.flow_note = "known bug"
         self.sweep_append("imap-append-newkw", "$New", r"linkat\(.*/alice/cur/")
 
     # -- COPY, MOVE
@@ -1199,7 +1172,6 @@ class IMAPKillTests(KillSweep):
         through copy_one (imap_store.c) -> imap_folder_add_* into the
         destination: the copy is linked into Archive's cur/ as ...:2,Fa
         before Archive's transaction adding $Work commits."""
-        self.flow_note = "known bug"
         self.sweep_copy("imap-copy-newkw", "3", r"link(at)?\(.*/\.Archive/cur/")
 
     def test_move(self):
