@@ -3,7 +3,8 @@
 # seed corpus (tests/fuzz/corpus/<name>/), FUZZ_JOBS targets at a time.
 # New interesting inputs collect in $FUZZ_BUILD/corpus/<name>/ (kept between
 # runs, never committed); a crash leaves its input in $FUZZ_BUILD/crashes/
-# and fails the run.  Prints one line per target: runs, seconds, result.
+# and fails the run.  Prints one line per target: runs, seconds, CPU
+# seconds, result.
 set -u
 cd "$(dirname "$0")/../.."
 B=${FUZZ_BUILD:-build-fuzz}
@@ -22,9 +23,14 @@ one() {	# target name
 		"$B/corpus/$name" "tests/fuzz/corpus/$name" \
 		> "$B/logs/$name.log" 2>&1
 	rc=$?
+	# this subshell's children are the fuzzer: its CPU seconds
+	times > "$B/logs/$name.times"
+	cpu=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/);
+		printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' \
+		"$B/logs/$name.times")
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/logs/$name.log")
 	if [ $rc = 0 ]; then
-		echo "fuzz $name: ${runs:-?} runs in ${SECONDS_EACH}s, no crash"
+		echo "fuzz $name: ${runs:-?} runs in ${SECONDS_EACH}s (${cpu:-?} CPU s), no crash"
 	else
 		echo "fuzz $name: FAILED (exit $rc), see $B/logs/$name.log"
 		tail -40 "$B/logs/$name.log"
