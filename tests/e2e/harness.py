@@ -147,6 +147,20 @@ def valgrind_log_problem(text):
     return None
 
 
+def cut_tls_mid_record(sslsock):
+    """End a TLS connection the rudest way: half an application-data
+    record (a header announcing 16 KiB, then 100 octets), then the TCP
+    connection closed with no close_notify."""
+    raw = socket.socket(fileno=os.dup(sslsock.fileno()))
+    try:
+        raw.sendall(b"\x17\x03\x03\x40\x00" + os.urandom(100))
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    raw.close()
+    sslsock.close()
+
+
 def wait_until(pred, timeout=WAIT, interval=0.05):
     """Poll pred() until it returns something true; return that, or the
     last (false) value after timeout."""

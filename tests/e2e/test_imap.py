@@ -28,9 +28,10 @@ import time
 import unittest
 
 from harness import (TIMEOUT, WAIT, IMAP_NOT_LOOPBACK, IMAP_PASSWORD,
-                     IMAPTestCase, Literal, crlf_to_lf, imap_parse,
-                     imap_parse_all, imap_quote, lf_to_crlf, parse_list_line,
-                     start_listener, tls_client_context, uid_set_list)
+                     IMAPTestCase, Literal, crlf_to_lf, cut_tls_mid_record,
+                     imap_parse, imap_parse_all, imap_quote, lf_to_crlf,
+                     parse_list_line, start_listener, tls_client_context,
+                     uid_set_list)
 
 PASSWORD = IMAP_PASSWORD
 ALICE = "alice@example.org"
@@ -368,6 +369,21 @@ class ImplicitTLSTests(Base):
         self.assertEqual(typ, "OK")
         self.assertEqual(data[0][1], lf_to_crlf(simple("over tls")))
         m.logout()
+
+    def test_tls_cut_mid_append(self):
+        """The connection dies inside a TLS record half way through an
+        APPEND literal: nothing is stored, the handler ends, the next
+        session finds the folder as it was."""
+        c = self.login()
+        c.send("A1 APPEND INBOX {100000}\r\n")
+        self.assertTrue(c.read_response().startswith(b"+"))
+        c.send(b"Subject: cut\r\n\r\n" + b"x" * 50000)
+        cut_tls_mid_record(c.sock)
+        self.assertTrue(self.srv.wait_handlers_exit(), "the handler stays")
+        for sub in ("new", "cur", "tmp"):
+            self.assertEqual(self.files(sub), [], sub)
+        c2 = self.login(select="INBOX")
+        self.assertEqual(c2.selected.numbers("EXISTS"), [0])
 
     def test_plaintext_client_gets_no_greeting(self):
         s = self.track(socket.create_connection(("127.0.0.1", self.srv.port),

@@ -28,8 +28,8 @@ import unittest
 import warnings
 
 from harness import (HOSTNAME, TIMEOUT, WAIT, ProtocolError, SockmailTestCase,
-                     crlf_to_lf, make_message, queue_id, split_delivered,
-                     wait_until)
+                     crlf_to_lf, cut_tls_mid_record, make_message, queue_id,
+                     split_delivered, wait_until)
 
 PASSWORD = "secret-Passw0rd"  # what harness.add_user gives every user
 ALICE = "alice@example.org"
@@ -1376,6 +1376,29 @@ class HandshakeCutTests(TLSTestCase):
         c.send(client_hello()[:50])
         self.wait_handshake_failures(1)
         c.close()
+
+
+# ------------------------------------------------- TLS cut mid-session
+
+class MidSessionCutTests(TLSTestCase):
+
+    def test_cut_mid_data(self):
+        """The connection dies inside a TLS record in the middle of DATA:
+        nothing is delivered, nothing is left in tmp/, the handler ends,
+        and the next client is served."""
+        c, _ = self.connect_tls()
+        self.assertReply(self.auth_plain(c), 235, client=c)
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % ALICE), 250, client=c)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % BOB), 250, client=c)
+        self.assertReply(c.cmd("DATA"), 354, client=c)
+        c.send(b"Subject: cut\r\n\r\n" + b"half a message\r\n" * 2000)
+        cut_tls_mid_record(c.sock)
+        self.assertTrue(self.srv.wait_handlers_exit(), "the handler stays")
+        self.assertNothingDelivered(BOB)
+        c2, _ = self.connect_tls()
+        self.assertReply(self.auth_plain(c2), 235, client=c2)
+        msg, qid = self.send_message(c2, "after the cut")
+        self.delivered(BOB)
 
 
 if __name__ == "__main__":
