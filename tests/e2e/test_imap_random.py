@@ -17,10 +17,15 @@ checked exactly.  Invariants after every command:
 And at the end, LOGOUT gets BYE and OK and the handler exits; in the
 sanitizer build the harness fails the test on any report.
 
+TwoSessionTests: two sessions on one INBOX take turns at random (STORE,
+EXPUNGE, APPEND, COPY, FETCH, SEARCH); every ten steps both NOOP, and
+each must count exactly the files on disk and both must list the same
+UIDs with the same flags.
+
 Run from the repo root:
     BUILD=build python3 -m unittest discover -s tests/e2e -p 'test_imap_random.py' -v
 Environment: SOCKMAIL_RANDOM_SEED=N (printed on failure), SOCKMAIL_LONG=1
-(20,000 commands instead of 1,500).
+(20,000 commands instead of 1,500; 4,000 turns instead of 400).
 """
 import os
 import random
@@ -100,7 +105,7 @@ def short(history):
                      else h for h in history)
 
 
-class RandomSessionTests(IMAPTestCase):
+class RandomBase(IMAPTestCase):
     # many commands are wrong on purpose
     CONF = {"max_bad_commands": "1000000"}
 
@@ -258,6 +263,10 @@ class RandomSessionTests(IMAPTestCase):
                 for m in [re.search(rb"UID (\d+)", u)] if m]
         self.assertEqual(uids, sorted(set(uids)), "seed %d: UIDs %r" % (SEED, uids))
 
+
+
+class RandomSessionTests(RandomBase):
+
     def test_random_session(self):
         c = self.login()
         history = []
@@ -275,6 +284,102 @@ class RandomSessionTests(IMAPTestCase):
         self.assertEqual(r.status, "OK")
         self.assertTrue(any(u.startswith(b"BYE") for u in r.untagged), r)
         self.assertTrue(self.srv.wait_handlers_exit(), "the handler stays")
+
+
+class TwoSessionTests(RandomBase):
+    """Two sessions on one INBOX, taking turns at random: each must follow
+    the other's STOREs, EXPUNGEs, APPENDs and COPYs, so that after a NOOP
+    both count what is on disk and both see the same UIDs with the same
+    flags."""
+
+    OPS = ["STORE", "STORE", "FETCH", "EXPUNGE", "APPEND", "COPY", "SEARCH",
+           "NOOP", "UID STORE", "UID EXPUNGE"]
+
+    def op(self, c, count, i):
+        rng = self.rng
+        op = rng.choice(self.OPS)
+        tag = "T%d" % i
+        n = max(count, 1)
+        s = "%d:%d" % tuple(sorted((rng.randint(1, n), rng.randint(1, n))))
+        if op in ("STORE", "UID STORE"):
+            fl = " ".join(rng.sample(FLAGS[:7], rng.randint(0, 3)))
+            cmd = "%s %s %s (%s)" % (op, s if op == "STORE" else "1:*",
+                                     rng.choice(["+FLAGS", "-FLAGS", "FLAGS",
+                                                 "+FLAGS.SILENT"]), fl)
+        elif op == "FETCH":
+            cmd = "FETCH %s (FLAGS UID %s)" % (s, rng.choice(
+                ["BODY[TEXT]", "BODY.PEEK[HEADER]", "ENVELOPE", "RFC822.SIZE"]))
+        elif op == "APPEND":
+            return c.command("APPEND INBOX ", Literal(lf_to_crlf(rng.choice(MESSAGES))),
+                             tag=tag), op
+        elif op == "COPY":
+            cmd = "COPY %s INBOX" % s
+        elif op == "SEARCH":
+            cmd = "SEARCH " + rng.choice(SEARCH_KEYS[:12])
+        else:
+            cmd = op if op != "UID EXPUNGE" else "UID EXPUNGE 1:*"
+        return c.command(cmd, tag=tag), cmd
+
+    def view(self, c, count):
+        if count == 0:
+            return []
+        r = c.command("FETCH 1:* (UID FLAGS)")
+        self.assertEqual(r.status, "OK", r)
+        out = []
+        for u in r.untagged:
+            m = re.match(rb"(\d+) FETCH \(.*UID (\d+).*FLAGS \(([^)]*)\)", u) or \
+                re.match(rb"(\d+) FETCH \(.*FLAGS \(([^)]*)\).*UID (\d+)", u)
+            if m is None:
+                continue
+            seq = int(m.group(1))
+            a, b = m.group(2), m.group(3)
+            uid, flags = (a, b) if a.isdigit() else (b, a)
+            out.append((seq, int(uid), sorted(f for f in flags.split()
+                                              if f != b"\\Recent")))
+        self.assertEqual(len(out), count, r.untagged[:5])
+        return sorted(out)
+
+    def test_two_sessions(self):
+        a = self.login(select="INBOX")
+        b = self.login(select="INBOX")
+        counts = {id(a): 0, id(b): 0}
+        for c in (a, b):
+            counts[id(c)] = int(c.selected.numbers("EXISTS")[-1])
+        history = []
+        steps = 4000 if LONG else 400
+        for i in range(steps):
+            c = a if self.rng.random() < 0.5 else b
+            r, cmd = self.op(c, counts[id(c)], i)
+            history.append(("A: " if c is a else "B: ") + cmd)
+            self.assertIn(r.status, ("OK", "NO", "BAD"), (cmd, r))
+            for u in r.untagged:
+                m = re.match(rb"(\d+) (EXISTS|EXPUNGE)$", u)
+                if m and m.group(2) == b"EXISTS":
+                    counts[id(c)] = int(m.group(1))
+                elif m:
+                    counts[id(c)] -= 1
+            if i % 10 == 9:
+                disk = self.folder_files("INBOX")
+                views = []
+                for c2, name in ((a, "A"), (b, "B")):
+                    r = c2.command("NOOP")
+                    for u in r.untagged:
+                        m = re.match(rb"(\d+) (EXISTS|EXPUNGE)$", u)
+                        if m and m.group(2) == b"EXISTS":
+                            counts[id(c2)] = int(m.group(1))
+                        elif m:
+                            counts[id(c2)] -= 1
+                    self.assertEqual(counts[id(c2)], disk, "seed %d: %s counts %d, "
+                                     "disk has %d; last: %s" % (
+                                         SEED, name, counts[id(c2)], disk,
+                                         "; ".join(history[-8:])))
+                    views.append(self.view(c2, counts[id(c2)]))
+                self.assertEqual(views[0], views[1], "seed %d: the sessions differ; "
+                                 "last: %s" % (SEED, "; ".join(history[-8:])))
+                self.assertEqual(self.tmp_files(), [])
+        for c in (a, b):
+            self.assertEqual(c.command("LOGOUT").status, "OK")
+        self.assertTrue(self.srv.wait_handlers_exit(), "a handler stays")
 
 
 if __name__ == "__main__":
