@@ -35,7 +35,6 @@ import unittest
 import harness
 from harness import (HOSTNAME, TIMEOUT, WAIT, IMAPConn, IMAPTestCase, Literal,
                      crlf_to_lf, imap_parse_all, start_listener)
-from test_kill import known_bug
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 PASSWORD = "secret-Passw0rd"  # what harness.add_user gives everyone
