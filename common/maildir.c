@@ -226,7 +226,7 @@ int mailfile_finish(struct mailfile *f)
 	return 0;
 }
 
-static int fsync_dir(const char *path)
+int fsync_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)

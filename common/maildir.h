@@ -73,6 +73,10 @@ int mailfile_link_as(struct mailfile *f, const char *path,
 /* Close and remove what is left of the writing file. */
 void mailfile_close(struct mailfile *f);
 
+/* fsync a directory (opened by path), so the names just linked, renamed
+ * or removed in it survive a crash.  0, or -1 + errno. */
+int fsync_dir(const char *path);
+
 /* Take back a delivery that must not stand (a later recipient failed). */
 int maildir_undeliver(const char *maildir, const char *name);
 

@@ -542,18 +542,6 @@ static void give_to_spool_owner(const struct config *cfg, int fd,
 		(void)lchown(path, spool.st_uid, spool.st_gid);
 }
 
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int ret = fsync(fd);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return ret;
-}
-
 /*
  * Make queue.tdb: written aside in tmp/, fsynced, linked into place, then
  * the spool directory fsynced.  tdb_open(O_CREAT) in place can fail half

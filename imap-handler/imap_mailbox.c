@@ -36,6 +36,7 @@
 #include "imap_mailbox.h"
 #include "imap_mutf7.h"
 #include "log.h"
+#include "maildir.h"
 #include "strlist.h"
 
 #define SUBS_FILE "subscriptions"
@@ -320,18 +321,6 @@ static bool folder_exists(const char *path)
 	str_printf(&p, "%s/cur", path);
 	bool r = is_dir(str_c(&p));
 	str_free(&p);
-	return r;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	int e = errno;
-	close(fd);
-	errno = e;
 	return r;
 }
 

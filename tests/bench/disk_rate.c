@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "maildir.h"
 #include "str.h"
 
 #define MAX_WRITERS	256
@@ -85,18 +86,6 @@ static int write_all(int fd, const char *p, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int ret = fsync(fd);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return ret;
 }
 
 /* One delivery's worth of disk work; 0 or -1 (reported). */

@@ -10,6 +10,8 @@ records a test wants and nothing of the real DNS.
     dns.query("d1.test", MX) -> (rcode, [answer records])
     dns.stop()
 
+DnsmasqPerClass does the same for a whole TestCase class.
+
 query() is a minimal standard-library DNS client, used to wait until the
 server answers and by the tests to show what the runner was told.
 """
@@ -179,3 +181,24 @@ class Dnsmasq:
         self.proc = None
         if not os.environ.get("SOCKMAIL_TEST_KEEP"):
             subprocess.run(["rm", "-rf", "--", self.dir], check=False)
+
+
+class DnsmasqPerClass:
+    """TestCase mixin: one Dnsmasq for the whole class, answering the
+    class's DNS_RECORDS, as cls.dns (started before the first test,
+    stopped after the last)."""
+
+    DNS_RECORDS = ()
+    dns = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dns = Dnsmasq(list(cls.DNS_RECORDS))
+        cls.dns.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.dns is not None:
+            cls.dns.stop()
+        super().tearDownClass()

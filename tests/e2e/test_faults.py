@@ -71,7 +71,7 @@ import threading
 import time
 import unittest
 
-from dnsmasq import Dnsmasq
+from dnsmasq import DnsmasqPerClass
 from harness import (BUILD, SANITIZER_MARKS, TDBDUMP, HandlerProcess,
                      IMAPConn, Literal, ProtocolError, SMTPClient,
                      SockmailServer, crlf_to_lf, imap_folder_dir, imap_quote,
@@ -1457,21 +1457,11 @@ def summary_line(flow, runs, known=None):
 
 @unittest.skipIf(VALGRIND, "fault injection is not run under valgrind")
 @unittest.skipUnless(os.path.exists(SHIM), "%s is not built" % SHIM)
-class FaultSweepTests(unittest.TestCase):
+class FaultSweepTests(DnsmasqPerClass, unittest.TestCase):
     """One test per flow: a clean run, then the sweep."""
 
-    dns = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.dns = Dnsmasq(["--mx-host=remote.test,mx.remote.test,10",
-                           "--host-record=mx.remote.test,127.0.0.1"])
-        cls.dns.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.dns is not None:
-            cls.dns.stop()
+    DNS_RECORDS = ["--mx-host=remote.test,mx.remote.test,10",
+                   "--host-record=mx.remote.test,127.0.0.1"]
 
     def sweep(self, flow_class, known=None, calls=CALLS, path=None,
               full=()):

@@ -79,7 +79,7 @@ import time
 import unittest
 
 import harness
-from dnsmasq import Dnsmasq
+from dnsmasq import DnsmasqPerClass
 from harness import (PASS_ENV, TIMEOUT, WAIT, IMAPConn, Literal,
                      ProtocolError, SMTPClient, SockmailTestCase, crlf_to_lf,
                      imap_folder_dir, imap_quote, maildir_check_file,
@@ -1283,25 +1283,13 @@ DNS_RECORDS = ["--mx-host=remote.test,mx.remote.test,10",
 DAY = 86400
 
 
-class RunnerKillTests(KillSweep):
+class RunnerKillTests(DnsmasqPerClass, KillSweep):
     """N messages, each for r<i>@remote.test and o<i>@other.test (250),
     bad<i>@remote.test (550: a bounce to alice) and, for even i,
     later<i>@other.test (451 during the sweep, 250 afterwards)."""
 
     N = 4
-    dns = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.dns = Dnsmasq(DNS_RECORDS)
-        cls.dns.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.dns is not None:
-            cls.dns.stop()
-        super().tearDownClass()
+    DNS_RECORDS = DNS_RECORDS
 
     def setUp(self):
         self.sink = Sink()

@@ -27,7 +27,7 @@ import signal
 import tempfile
 import unittest
 
-from dnsmasq import Dnsmasq
+from dnsmasq import DnsmasqPerClass
 from harness import (HOSTNAME, SANITIZER_MARKS, WAIT, SockmailTestCase,
                      crlf_to_lf, dot_stuff, make_message, queue_id,
                      split_delivered)
@@ -125,7 +125,7 @@ class DSN:
 
 # ----------------------------------------------------------------- base
 
-class QueueTestCase(SockmailTestCase):
+class QueueTestCase(DnsmasqPerClass, SockmailTestCase):
     """A server with --submission on TCP and --local on a unix socket
     (sendmail_socket), dnsmasq for the class, a fresh sink per test.
     postmaster@example.org is an alias of dave (the postmaster key)."""
@@ -133,19 +133,7 @@ class QueueTestCase(SockmailTestCase):
     ARGS = ("--submission",)
     SINK = {}  # the sink's settings at the start of each test
     CONF = {}
-    dns = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.dns = Dnsmasq(DNS_RECORDS)
-        cls.dns.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.dns is not None:
-            cls.dns.stop()
-        super().tearDownClass()
+    DNS_RECORDS = DNS_RECORDS
 
     def setUp(self):
         self.sink = Sink(**self.SINK)
