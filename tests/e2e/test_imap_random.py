@@ -92,6 +92,18 @@ def seqset(rng):
                        "%d:*" % rng.randint(1, 12), "3,1:2,*", "a", ""])
 
 
+def follow_count(count, r):
+    """The message count after result r, as a client follows it: "* n
+    EXISTS" sets it, each "* n EXPUNGE" takes one off."""
+    for u in r.untagged:
+        m = re.match(rb"(\d+) (EXISTS|EXPUNGE)$", u)
+        if m and m.group(2) == b"EXISTS":
+            count = int(m.group(1))
+        elif m:
+            count -= 1
+    return count
+
+
 def mailbox_name(arg):
     """The mailbox name an astring in NAMES stands for."""
     if arg.startswith('"'):
@@ -234,12 +246,7 @@ class RandomBase(IMAPTestCase):
             self.count = 0
         elif cmd in ("CLOSE", "UNSELECT") and r.status == "OK":
             self.selected = None
-        for u in r.untagged:
-            m = re.match(rb"(\d+) (EXISTS|EXPUNGE)$", u)
-            if m and m.group(2) == b"EXISTS":
-                self.count = int(m.group(1))
-            elif m:
-                self.count -= 1
+        self.count = follow_count(self.count, r)
 
     def check_view(self, c, history):
         if self.resync:
@@ -352,23 +359,12 @@ class TwoSessionTests(RandomBase):
             r, cmd = self.op(c, counts[id(c)], i)
             history.append(("A: " if c is a else "B: ") + cmd)
             self.assertIn(r.status, ("OK", "NO", "BAD"), (cmd, r))
-            for u in r.untagged:
-                m = re.match(rb"(\d+) (EXISTS|EXPUNGE)$", u)
-                if m and m.group(2) == b"EXISTS":
-                    counts[id(c)] = int(m.group(1))
-                elif m:
-                    counts[id(c)] -= 1
+            counts[id(c)] = follow_count(counts[id(c)], r)
             if i % 10 == 9:
                 disk = self.folder_files("INBOX")
                 views = []
                 for c2, name in ((a, "A"), (b, "B")):
-                    r = c2.command("NOOP")
-                    for u in r.untagged:
-                        m = re.match(rb"(\d+) (EXISTS|EXPUNGE)$", u)
-                        if m and m.group(2) == b"EXISTS":
-                            counts[id(c2)] = int(m.group(1))
-                        elif m:
-                            counts[id(c2)] -= 1
+                    counts[id(c2)] = follow_count(counts[id(c2)], c2.command("NOOP"))
                     self.assertEqual(counts[id(c2)], disk, "seed %d: %s counts %d, "
                                      "disk has %d; last: %s" % (
                                          SEED, name, counts[id(c2)], disk,
